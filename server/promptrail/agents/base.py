@@ -1,0 +1,111 @@
+"""The agent interface and the events every agent speaks.
+
+An agent is an async iterator of ``AgentEvent``s: it runs in a working directory, changes files
+there, and reports what it does. The orchestrator (``promptrail.runs``) consumes the events; it
+never needs to know which agent produced them. Cancellation is ``await agent.cancel()``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+
+@dataclass(frozen=True)
+class Started:
+    """The agent is up. ``session_id``/``model`` as the agent reports them, when it does."""
+
+    session_id: str | None = None
+    model: str | None = None
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class Text:
+    """Assistant prose."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """The agent asked to run a tool (Write, Edit, Bash, ...)."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool gave back to the agent."""
+
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts. For a ``Finished`` event these are the run's totals."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+
+    def total(self) -> int:
+        return self.input + self.output + self.cache_read + self.cache_write
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A line the agent printed that is not part of its protocol (kept verbatim, never dropped)."""
+
+    text: str
+    stream: str = "stdout"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The agent's final verdict.
+
+    ``is_error`` is the agent's own success flag (for the CLI: the ``result`` event's
+    ``is_error``). ``complete`` is False when the agent ended without a final verdict (crash, exit
+    without ``result``, watchdog): the run is then ``incomplete`` and its cost unknown.
+    ``cost_usd`` is None when unknown, never 0 for unknown.
+    """
+
+    is_error: bool
+    complete: bool = True
+    result: str = ""
+    error: str | None = None
+    cost_usd: float | None = None
+    usage: Usage | None = None
+    num_turns: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+AgentEvent = Started | Text | ToolUse | ToolResult | Usage | Raw | Finished
+
+
+class Agent(abc.ABC):
+    """One agent invocation. Create it, iterate ``events()`` once, optionally ``cancel()``.
+
+    Contract: ``events()`` yields exactly one ``Finished`` as its last event, on every path
+    (success, error, crash, cancel), so the orchestrator always learns how the agent ended.
+    """
+
+    name: str = "agent"
+    #: Shown wherever the run is shown ("replayed session" for the replay agent).
+    label: str = ""
+
+    @abc.abstractmethod
+    def events(self, prompt: str, cwd: Path) -> AsyncIterator[AgentEvent]:
+        """Run the agent on ``prompt`` in ``cwd`` and yield its events."""
+
+    @abc.abstractmethod
+    async def cancel(self) -> None:
+        """Stop the agent (and everything it started). Idempotent."""

@@ -1,0 +1,276 @@
+"""The terminal face: ``promptrail <command>``. Thin by design: parse arguments, call the core
+(``runs``, ``queries``, ``demo``), print. A ``PromptrailError`` becomes one line on stderr and
+exit code 2; nothing a user can get wrong shows a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from promptrail.errors import PromptrailError
+from promptrail.events import LogEntry, RunEvent, RunOpened, RunStatus
+
+
+def _workspace(repo: str | None):
+    from promptrail.workspace import Workspace
+
+    return Workspace(repo or ".")
+
+
+def _repo_option(func: Callable) -> Callable:
+    return click.option("--repo", "repo", metavar="PATH", default=None,
+                        help="The repository (default: the current folder).")(func)
+
+
+def _json_option(func: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+class Main(click.Group):
+    """Turns user mistakes into one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PromptrailError as exc:
+            click.echo(f"promptrail: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="promptrail")
+def cli() -> None:
+    """promptrail: an audit trail for AI coding agents (prompt → commit → line → cost → review)."""
+
+
+# -- running ---------------------------------------------------------------------------------------
+class TerminalSink:
+    """Prints a run's log as it happens."""
+
+    MARK = {"text": "│ ", "tool_use": "⚙ ", "tool_result": "  ↳ ", "system": "· ", "status": "· ",
+            "error": "✗ ", "git": "⎇ ", "raw": "  ", "stderr": "! "}
+
+    def __init__(self, quiet: bool = False, max_result_lines: int = 4) -> None:
+        self.quiet, self.max_result_lines = quiet, max_result_lines
+
+    def emit(self, event: RunEvent) -> None:
+        if self.quiet:
+            return
+        if isinstance(event, RunOpened):
+            label = f" ({event.agent_label})" if event.agent_label else ""
+            click.echo(f"▶ run {event.run_id} · {event.agent}{label} · {event.mode} mode")
+        elif isinstance(event, LogEntry):
+            lines = event.text.splitlines() or [""]
+            if event.kind == "tool_result" and len(lines) > self.max_result_lines:
+                lines = lines[: self.max_result_lines] + [f"… ({len(lines) - self.max_result_lines} more lines "
+                                                          f"in `promptrail log {event.run_id}`)"]
+            mark = self.MARK.get(event.kind, "  ")
+            click.echo("\n".join(mark + line for line in lines), err=event.kind in ("error", "stderr"))
+        elif isinstance(event, RunStatus) and event.final:
+            pass
+
+
+async def _run_to_end(workspace, request, sink) -> dict[str, Any]:
+    from promptrail.runs import start_run
+
+    run = await start_run(workspace, request, sink)
+    loop = asyncio.get_running_loop()
+
+    def on_interrupt() -> None:
+        click.echo("\n· cancelling (Ctrl-C)…", err=True)
+        asyncio.ensure_future(run.cancel())
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+    except (NotImplementedError, RuntimeError):
+        pass
+    return await run.wait()
+
+
+def _print_run_summary(data: dict[str, Any]) -> None:
+    from promptrail.views import run_summary
+
+    run_summary(data)
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--agent", type=click.Choice(["claude-cli", "replay"]), default=None,
+              help="Which agent runs the prompt (default from config: claude-cli).")
+@click.option("--transcript", metavar="FILE", default=None, help="stream-json transcript for --agent replay.")
+@click.option("--model", metavar="M", default=None, help="Model to ask the agent for.")
+@click.option("--mode", type=click.Choice(["isolated", "direct"]), default=None,
+              help="isolated (default): own worktree and branch; direct: edit your working tree.")
+@click.option("--claude-path", metavar="PATH", default=None, help="The claude executable.")
+@_repo_option
+@_json_option
+def run(prompt: str, agent: str | None, transcript: str | None, model: str | None, mode: str | None,
+        claude_path: str | None, repo: str | None, as_json: bool) -> None:
+    """Run PROMPT with an agent, commit its change, and record it all."""
+    from promptrail.runs import RunRequest
+
+    workspace = _workspace(repo)
+    if transcript and not agent:
+        agent = "replay"
+    request = RunRequest(prompt=prompt, agent=agent, model=model, mode=mode, transcript=transcript,
+                         claude_path=claude_path)
+    data = asyncio.run(_run_to_end(workspace, request, TerminalSink(quiet=as_json)))
+    if as_json:
+        _print_json(data)
+    else:
+        _print_run_summary(data)
+    if data["status"] not in ("succeeded", "no_changes"):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@_json_option
+def demo(directory: str | None, as_json: bool) -> None:
+    """Offline demo: a sample repository, a replayed agent session, a real commit, the audit trail."""
+    from promptrail.demo import run_demo
+
+    run_demo(Path(directory) if directory else None, as_json=as_json)
+
+
+# -- asking -----------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--search", metavar="TEXT", default=None, help="Only runs whose prompt matches TEXT.")
+@click.option("--limit", default=50, show_default=True, help="How many runs at most.")
+@_repo_option
+@_json_option
+def history(search: str | None, limit: int, repo: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from promptrail import queries, views
+
+    runs = queries.history(_workspace(repo), search=search, limit=limit)
+    if as_json:
+        _print_json(runs)
+    else:
+        views.history_table(runs)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@_repo_option
+@_json_option
+def show(run_ref: str, repo: str | None, as_json: bool) -> None:
+    """Everything about one run (RUN may be a unique prefix of its id)."""
+    from promptrail import queries
+
+    data = queries.run_json(_workspace(repo), run_ref)
+    if as_json:
+        _print_json(data)
+    else:
+        _print_run_summary(data)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@_repo_option
+@_json_option
+def log(run_ref: str, repo: str | None, as_json: bool) -> None:
+    """A run's full log, every line the agent printed."""
+    from promptrail import queries, views
+
+    entries = queries.run_log(_workspace(repo), run_ref)
+    if as_json:
+        _print_json(entries)
+    else:
+        views.log_lines(entries)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@_repo_option
+def diff(run_ref: str, repo: str | None) -> None:
+    """The commit a run made, as a patch."""
+    from promptrail import queries
+
+    click.echo(queries.run_diff(_workspace(repo), run_ref), nl=False)
+
+
+@cli.command()
+@click.option("--limit", default=100, show_default=True)
+@_repo_option
+@_json_option
+def feed(limit: int, repo: str | None, as_json: bool) -> None:
+    """The activity feed (append-only, hash-chained), newest first."""
+    from promptrail import queries, views
+
+    events = queries.feed(_workspace(repo), limit=limit)
+    if as_json:
+        _print_json(events)
+    else:
+        views.feed_table(events)
+
+
+@cli.command()
+@click.argument("file", type=click.Path())
+@_repo_option
+@_json_option
+def blame(file: str, repo: str | None, as_json: bool) -> None:
+    """Each line of FILE with the run that wrote it, as the editor's lenses show it."""
+    from promptrail import queries, views
+
+    lines = queries.blame(_workspace(repo or str(Path(file).parent)), file)
+    if as_json:
+        _print_json(lines)
+    else:
+        views.blame_lines(lines)
+
+
+@cli.command()
+@_repo_option
+@_json_option
+def verify(repo: str | None, as_json: bool) -> None:
+    """Check the activity feed's hash chain; exit 1 at the first altered, deleted or reordered row."""
+    verdict = _workspace(repo).store.verify()
+    if as_json:
+        _print_json(verdict.__dict__)
+    elif verdict.ok:
+        click.echo(f"ok: {verdict.checked} feed events, hash chain intact")
+    else:
+        click.echo(f"BROKEN at event {verdict.first_bad_seq}: {verdict.reason} "
+                   f"({verdict.checked} events before it are intact)")
+    if not verdict.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--tcp", metavar="HOST:PORT", default=None, help="Serve over TCP instead of stdio.")
+@click.option("--ws", metavar="HOST:PORT", default=None, help="Serve over WebSocket instead of stdio.")
+def serve(tcp: str | None, ws: str | None) -> None:
+    """Start the language server (stdio by default)."""
+    from promptrail.lsp.server import serve as serve_lsp
+
+    if tcp and ws:
+        raise PromptrailError("choose one of --tcp and --ws")
+    transport, address = ("tcp", tcp) if tcp else ("ws", ws) if ws else ("stdio", None)
+    host, port = None, None
+    if address:
+        host, _, port_text = address.rpartition(":")
+        if not host or not port_text.isdigit():
+            raise PromptrailError(f"'{address}' is not HOST:PORT (for example 127.0.0.1:2087)")
+        port = int(port_text)
+    serve_lsp(transport, host, port)
+
+
+def main() -> None:
+    cli(prog_name="promptrail")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""``promptrail demo``: the whole story offline in one command.
+
+Makes a sample repository, replays a recorded Claude Code session (``data/demo/transcript.jsonl``,
+real ``--output-format stream-json`` output) through the normal run pipeline (isolated worktree,
+real commit, note, audit store), then prints the audit trail. Nothing here is special-cased: the
+demo is an ordinary run whose agent is the replay agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from promptrail.errors import PromptrailError
+
+DEMO_PROMPT = "add retries with exponential backoff to fetch()"
+DEMO_IDENTITY = ("Promptrail Demo", "demo@promptrail.invalid")
+
+
+def demo_data() -> Path:
+    return Path(str(resources.files("promptrail") / "data" / "demo"))
+
+
+def make_sample_repo(directory: Path) -> Path:
+    """Copy the sample project into ``directory`` and commit it with a repository-local identity."""
+    if directory.exists() and any(directory.iterdir()):
+        raise PromptrailError(f"{directory} is not empty; give the demo a new or empty folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(demo_data() / "repo", directory, dirs_exist_ok=True)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    # Only this sample repository's own config: the user's global git config is never written.
+    git("config", "user.name", DEMO_IDENTITY[0])
+    git("config", "user.email", DEMO_IDENTITY[1])
+    git("add", "-A")
+    git("commit", "-q", "-m", "weather: fetch the temperature of a city")
+    return directory
+
+
+def run_demo(directory: Path | None, *, as_json: bool = False) -> dict[str, Any]:
+    from promptrail import queries, views
+    from promptrail.cli import TerminalSink
+    from promptrail.runs import RunRequest, start_run
+    from promptrail.workspace import Workspace
+
+    target = directory.expanduser().resolve() if directory else Path(tempfile.mkdtemp(prefix="promptrail-demo-"))
+    make_sample_repo(target)
+    say = (lambda *_: None) if as_json else click.echo
+    say(f"Sample repository: {target}")
+    say("Replaying a recorded Claude Code session (no model is called; this is a replay).\n")
+    say(f"$ promptrail run {json.dumps(DEMO_PROMPT)} --agent replay\n")
+
+    workspace = Workspace(target)
+    request = RunRequest(prompt=DEMO_PROMPT, agent="replay", transcript=str(demo_data() / "transcript.jsonl"))
+
+    async def go() -> dict[str, Any]:
+        run = await start_run(workspace, request, TerminalSink(quiet=as_json))
+        return await run.wait()
+
+    run = asyncio.run(go())
+    changed = [f["path"] for f in run.get("files", []) if f["status"] != "deleted"]
+    blamed = {path: queries.blame(workspace, str(target / path)) for path in changed}
+    result = {"repository": str(target), "replayed": True, "run": run,
+              "log": queries.run_log(workspace, run["id"]), "blame": blamed}
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return result
+    say("")
+    views.run_summary(run)
+    for path, lines in blamed.items():
+        say(f"\n{path} (what the editor's code lenses show):")
+        views.blame_lines(lines)
+    say(f"\nThe session above was replayed from a recording. Explore the trail:\n"
+        f"  cd {target}\n  promptrail show {run['id'][:6]}\n  promptrail log {run['id'][:6]}\n"
+        f"  promptrail diff {run['id'][:6]}\n  promptrail feed\n  promptrail verify")
+    if run["status"] != "succeeded":
+        raise PromptrailError(f"the demo run ended '{run['status']}': {run.get('error')}")
+    return result

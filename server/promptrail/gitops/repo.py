@@ -1,0 +1,157 @@
+"""One git repository as promptrail sees it: its root, common dir, HEAD, the user's identity,
+and a serialising lock for writes that touch shared refs.
+
+GitPython finds the repository and reads refs; commands run as real ``git`` processes, so
+hooks, config and signing behave exactly as for the user. ``run`` never raises for a non-zero exit: callers get
+the status and both streams, because a failing hook is an outcome to record, not a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import git
+
+from promptrail.errors import PromptrailError
+
+_lock_registry: dict[str, threading.Lock] = {}
+_lock_registry_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class GitResult:
+    status: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    @property
+    def output(self) -> str:
+        return "\n".join(part for part in (self.stdout.strip(), self.stderr.strip()) if part)
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def as_env(self) -> dict[str, str]:
+        return {"GIT_AUTHOR_NAME": self.name, "GIT_AUTHOR_EMAIL": self.email,
+                "GIT_COMMITTER_NAME": self.name, "GIT_COMMITTER_EMAIL": self.email}
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+NO_IDENTITY = ("git has no identity (user.name / user.email); set one with "
+               "`git config --global user.name \"Your Name\"` and "
+               "`git config --global user.email you@example.com` (promptrail never writes your git config)")
+
+
+class Repo:
+    """A git repository found from any path inside it (or inside one of its worktrees)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        start = Path(path).expanduser()
+        if not start.exists():
+            raise PromptrailError(f"{start}: no such file or directory")
+        folder = start if start.is_dir() else start.parent
+        try:
+            self._repo = git.Repo(folder, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise PromptrailError(f"{start} is not inside a git repository; run `git init` there "
+                                  "or pass --repo PATH") from None
+        if self._repo.bare:
+            raise PromptrailError(f"{start} is a bare git repository; promptrail needs a working tree")
+        self.root = Path(self._repo.working_tree_dir).resolve()
+        self.common_dir = Path(self._repo.common_dir).resolve()
+
+    # -- running git ------------------------------------------------------------------------
+    def run(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            stdin: str | bytes | None = None) -> GitResult:
+        # A plain subprocess (not GitPython's runner): we need per-call cwd, env and stdin, and
+        # the exit status as data.
+        data = stdin.encode("utf-8", "surrogateescape") if isinstance(stdin, str) else stdin
+        completed = subprocess.run(["git", *args], cwd=cwd or self.root, input=data,
+                                   stdin=None if data is not None else subprocess.DEVNULL,
+                                   capture_output=True, env={**os.environ, **env} if env else None)
+        return GitResult(completed.returncode, completed.stdout.decode("utf-8", "surrogateescape"),
+                         completed.stderr.decode("utf-8", "replace"))
+
+    def check(self, *args: str, **kwargs) -> str:
+        """Run git and return stdout; a failure here is a bug or a broken repository."""
+        result = self.run(*args, **kwargs)
+        if not result.ok:
+            raise PromptrailError(f"git {' '.join(args[:2])} failed: {result.output.splitlines()[-1:] or ''}")
+        return result.stdout
+
+    # -- facts ------------------------------------------------------------------------------
+    def head_sha(self) -> str | None:
+        """HEAD's commit, or None in a repository without commits."""
+        result = self.run("rev-parse", "--verify", "-q", "HEAD^{commit}")
+        return result.stdout.strip() if result.ok else None
+
+    def head_sha_fast(self) -> str | None:
+        """HEAD's commit read from the ref files, without starting git (hot path of lenses)."""
+        try:
+            return self._repo.head.commit.hexsha
+        except (ValueError, TypeError, git.GitCommandError):
+            return None
+
+    def head_branch(self) -> str | None:
+        """The checked-out branch name, or None on a detached HEAD."""
+        result = self.run("symbolic-ref", "-q", "--short", "HEAD")
+        return result.stdout.strip() if result.ok else None
+
+    def identity(self) -> Identity:
+        """The user's git identity, never a guessed one (``user.useConfigOnly``)."""
+        result = self.run("-c", "user.useConfigOnly=true", "var", "GIT_AUTHOR_IDENT")
+        if not result.ok:
+            raise PromptrailError(NO_IDENTITY)
+        ident = result.stdout.strip()
+        name, _, rest = ident.partition(" <")
+        email = rest.split(">", 1)[0]
+        if not name or not email:
+            raise PromptrailError(NO_IDENTITY)
+        return Identity(name, email)
+
+    def relpath(self, path: Path) -> str:
+        """A path (absolute or relative to cwd) as git sees it, relative to the root."""
+        absolute = Path(path).expanduser().resolve()
+        try:
+            return absolute.relative_to(self.root).as_posix()
+        except ValueError:
+            raise PromptrailError(f"{path} is outside the repository at {self.root}") from None
+
+    @property
+    def state_dir(self) -> Path:
+        """promptrail's own folder inside the git common dir (shared by every worktree)."""
+        folder = self.common_dir / "promptrail"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -- serialisation ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise writes to shared refs (commits, notes, worktree admin) across threads and
+        processes, so concurrent runs never meet an ``index.lock`` or ``cannot lock ref``."""
+        lock_path = self.state_dir / "repo.lock"
+        with _lock_registry_guard:
+            thread_lock = _lock_registry.setdefault(str(lock_path), threading.Lock())
+        with thread_lock:
+            with open(lock_path, "a+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,183 @@
+"""Questions about past runs, answered the same way for every face.
+
+``run_json`` is THE shape of a run (``show --json``, ``promptrail.showRun``, the demo);
+``lens_title`` is THE one-line label of a run (code lenses, ``blame``). ``Attribution`` answers
+"which run wrote each line of this file", with the caching the editor needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from promptrail.audit.store import RUN_TOKEN_COLUMNS
+from promptrail.errors import PromptrailError
+from promptrail.gitops.attribution import LineGroup, blame_lines, group_lines
+from promptrail.workspace import Workspace
+
+#: Files above these sizes get one summary lens instead of a blame (never a blocked request).
+BIG_FILE_LINES = 20_000
+BIG_FILE_BYTES = 2_000_000
+
+
+def run_json(workspace: Workspace, run_ref: str) -> dict[str, Any]:
+    store = workspace.store
+    run_id = store.resolve_run_id(run_ref)
+    row = store.get_run(run_id)
+    assert row is not None
+    return run_dict(row, store.run_files(run_id))
+
+
+def run_dict(row: dict[str, Any], files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    tokens = {key: row.get(col) for key, col in RUN_TOKEN_COLUMNS.items()}
+    data = {
+        "id": row["id"], "prompt": row["prompt"], "summary": row.get("summary"),
+        "actor": {"name": row.get("actor_name"), "email": row.get("actor_email")},
+        "agent": row.get("agent"), "agent_label": row.get("agent_label"), "model": row.get("model"),
+        "mode": row.get("mode"), "status": row.get("status"), "base_sha": row.get("base_sha"),
+        "commit_sha": row.get("commit_sha"), "branch": row.get("branch"), "worktree": row.get("worktree"),
+        "tokens": tokens if any(v is not None for v in tokens.values()) else
+        {key: None for key in tokens},
+        "cost_usd": row.get("cost_usd"), "cost_source": row.get("cost_source"),
+        "num_turns": row.get("num_turns"), "session_id": row.get("session_id"),
+        "started_at": row.get("started_at"), "ended_at": row.get("ended_at"), "error": row.get("error"),
+        "claude_md_sha": row.get("claude_md_sha"),
+        "gate": {"status": row.get("gate_status")},
+    }
+    if files is not None:
+        data["files"] = files
+    return data
+
+
+def history(workspace: Workspace, *, search: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    return [run_dict(row) for row in workspace.store.list_runs(search=search, limit=limit)]
+
+
+def feed(workspace: Workspace, *, limit: int = 100) -> list[dict[str, Any]]:
+    return workspace.store.feed(limit=limit)
+
+
+def run_log(workspace: Workspace, run_ref: str) -> list[dict[str, Any]]:
+    return workspace.store.log(workspace.store.resolve_run_id(run_ref))
+
+
+def run_diff(workspace: Workspace, run_ref: str) -> str:
+    row = workspace.store.get_run(workspace.store.resolve_run_id(run_ref))
+    assert row is not None
+    if not row.get("commit_sha"):
+        raise PromptrailError(f"run {row['id']} has no commit (status: {row['status']}); nothing to diff")
+    return workspace.repo.check("show", "--format=fuller", "--stat", "--patch", "--no-color", row["commit_sha"])
+
+
+# -- labels -------------------------------------------------------------------------------------
+def format_cost(cost: float | None) -> str:
+    if cost is None:
+        return "cost unknown"
+    if cost < 0.01:
+        return f"${cost:.4f}"
+    return f"${cost:.3f}" if cost < 10 else f"${cost:,.2f}"
+
+
+def format_tokens(row: dict[str, Any]) -> str:
+    total = sum(row.get(col) or 0 for col in RUN_TOKEN_COLUMNS.values())
+    if total >= 1_000_000:
+        return f"{total / 1_000_000:.1f}M tok"
+    return f"{total / 1000:.1f}k tok" if total >= 1000 else f"{total} tok"
+
+
+def lens_title(row: dict[str, Any]) -> str:
+    gate = row.get("gate_status")
+    tail = f"gate: {gate}" if gate else row.get("status", "")
+    replay = " (replay)" if row.get("agent") == "replay" else ""
+    return f"✦ {row.get('summary') or row['prompt']}{replay} · {format_cost(row.get('cost_usd'))} · " \
+           f"{format_tokens(row)} · {tail}"
+
+
+# -- attribution ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileAttribution:
+    """``groups`` of lines by run; ``summary_only`` when the file was too big to blame."""
+
+    groups: list[LineGroup]
+    line_runs: list[str | None]
+    summary_only: bool = False
+    runs: dict[str, dict[str, Any]] | None = None
+
+
+class Attribution:
+    """Line → run for files of one workspace, cached per (path, HEAD, text hash)."""
+
+    CACHE_SIZE = 256
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._cache: dict[tuple[str, str | None, str], FileAttribution] = {}
+        self._touched: tuple[int, set[str]] | None = None
+        self._lock = threading.Lock()
+
+    def touched(self, relpath: str) -> bool:
+        """Did any run ever change this path? (No blame at all for files no run touched.)"""
+        store = self.workspace.store
+        version = (store.data_version(), store.conn.total_changes)
+        with self._lock:
+            if self._touched is None or self._touched[0] != version:
+                self._touched = (version, store.touched_paths())
+            return relpath in self._touched[1]
+
+    def for_file(self, relpath: str, text: str | None = None) -> FileAttribution:
+        if not self.touched(relpath):
+            return FileAttribution([], [])
+        repo = self.workspace.repo
+        head = repo.head_sha_fast()
+        content = text if text is not None else _read(repo.root / relpath)
+        key = (relpath, head, hashlib.sha1(content.encode("utf-8", "surrogatepass")).hexdigest())
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        if len(content) > BIG_FILE_BYTES or content.count("\n") > BIG_FILE_LINES:
+            result = FileAttribution([], [], summary_only=True)
+        else:
+            shas = blame_lines(repo, relpath, text)
+            run_of = self.workspace.resolver.resolve(set(shas))
+            runs = self.workspace.store.runs_by_ids({r for r in run_of.values() if r})
+            result = FileAttribution(group_lines(shas, run_of), [run_of.get(s) for s in shas], runs=runs)
+        with self._lock:
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = result
+        return result
+
+
+def _read(path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="surrogateescape")
+    except (FileNotFoundError, IsADirectoryError):
+        return ""
+
+
+def blame(workspace: Workspace, path: str) -> list[dict[str, Any]]:
+    """``promptrail blame FILE``: every line with its run (or None)."""
+    from pathlib import Path
+
+    relpath = workspace.repo.relpath(Path(path))
+    absolute = workspace.root / relpath
+    if not absolute.is_file():
+        raise PromptrailError(f"{path}: no such file in the working tree")
+    text = _read(absolute)
+    shas = blame_lines(workspace.repo, relpath)
+    run_of = workspace.resolver.resolve(set(shas))
+    runs = workspace.store.runs_by_ids({r for r in run_of.values() if r})
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    out = []
+    for number, line in enumerate(lines):
+        sha = shas[number] if number < len(shas) else None
+        run_id = run_of.get(sha) if sha else None
+        row = runs.get(run_id) if run_id else None
+        out.append({"line": number + 1, "text": line, "commit": sha, "run_id": run_id,
+                    "label": lens_title(row) if row else None})
+    return out

@@ -1,0 +1,374 @@
+"""The orchestrator: one run's whole life, from prompt to audited commit.
+
+``start_run`` validates everything a user can get wrong *before* anything is written (identity,
+agent, transcript), then writes the run row, so a crash at any later point leaves evidence.
+The run itself (``Run.execute``) is: worktree → agent events (each logged as it happens) →
+verdict → commit → note → files → feed events. Faces see it all through ``EventSink``.
+
+States: queued → running → committing → succeeded | no_changes | failed | cancelled |
+incomplete | hook_failed | needs_attention (direct mode: a path the agent changed already had
+the user's uncommitted changes, so it was left uncommitted); ``interrupted`` is set later for a
+run whose process died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import secrets
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptrail.agents.base import (Agent, AgentEvent, Finished, Raw, Started, Text, ToolResult, ToolUse,
+                                    Usage)
+from promptrail.audit.store import RUN_TOKEN_COLUMNS, AuditStore, utc_now
+from promptrail.config import AGENTS, MODES
+from promptrail.errors import PromptrailError
+from promptrail.events import CommitLanded, EventSink, FanOut, LogEntry, RunOpened, RunStatus
+from promptrail.gitops import commit as gitcommit
+from promptrail.gitops import worktree
+from promptrail.gitops.repo import Identity
+from promptrail.redact import redact
+from promptrail.workspace import Workspace
+
+FINAL_STATES = ("succeeded", "no_changes", "failed", "cancelled", "incomplete", "hook_failed",
+                "needs_attention", "interrupted")
+
+
+@dataclass
+class RunRequest:
+    prompt: str
+    agent: str | None = None
+    model: str | None = None
+    mode: str | None = None
+    transcript: str | None = None
+    claude_path: str | None = None
+    #: Extra environment for the agent process (tests point the CLI at a fake API this way).
+    agent_env: dict[str, str] | None = None
+    #: Seconds between replayed transcript lines (0 = as fast as possible).
+    replay_delay: float = 0.0
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(6)
+
+
+def make_agent(workspace: Workspace, request: RunRequest) -> Agent:
+    settings = workspace.config.agent
+    name = request.agent or settings.name
+    if name not in AGENTS:
+        raise PromptrailError(f"unknown agent '{name}'; use one of {', '.join(AGENTS)}")
+    model = request.model or settings.model
+    if name == "replay":
+        from promptrail.agents.replay import ReplayAgent
+
+        transcript = request.transcript or settings.transcript
+        if not transcript:
+            raise PromptrailError("the replay agent needs a transcript; pass --transcript FILE")
+        path = Path(transcript).expanduser()
+        if not path.is_absolute() and not path.exists():
+            path = workspace.root / path
+        if not path.is_file():
+            raise PromptrailError(f"transcript not found: {transcript}")
+        return ReplayAgent(path, delay=request.replay_delay)
+    if name == "claude-cli":
+        from promptrail.agents.claude_cli import ClaudeCliAgent
+
+        return ClaudeCliAgent(claude_path=request.claude_path or settings.claude_path, model=model,
+                              env=request.agent_env, silence_timeout=settings.silence_timeout_s)
+    raise PromptrailError(f"the '{name}' agent is not available in this version; use claude-cli or replay")
+
+
+class LogBook:
+    """A run's log: numbers entries gap-free, sends each to the faces at once, and writes them
+    to the store in batches from a background thread (so 100k lines don't stall the loop)."""
+
+    BATCH = 500
+
+    def __init__(self, store: AuditStore, run_id: str, sink: EventSink) -> None:
+        self.store, self.run_id, self.sink = store, run_id, sink
+        self.seq = 0
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_loop, name=f"log-{run_id}", daemon=True)
+        self._writer.start()
+        self.write_error: BaseException | None = None
+
+    def add(self, kind: str, text: str) -> None:
+        self.seq += 1
+        entry = LogEntry(self.run_id, self.seq, utc_now(), kind, redact(text))
+        self._queue.put((entry.run_id, entry.seq, entry.ts, entry.kind, entry.text))
+        self.sink.emit(entry)
+
+    def _write_loop(self) -> None:
+        done = False
+        while not done:
+            batch = [self._queue.get()]
+            while len(batch) < self.BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is None:
+                batch.pop()
+                done = True
+            rows = [row for row in batch if row is not None]
+            try:
+                self.store.append_log(rows)
+            except BaseException as exc:  # noqa: BLE001 - surfaced by close()
+                self.write_error = exc
+                return
+
+    async def close(self) -> None:
+        """Flush every entry to the store before the run's final status is written."""
+        self._queue.put(None)
+        await asyncio.to_thread(self._writer.join)
+        if self.write_error:
+            raise self.write_error
+
+
+class Run:
+    """One run in progress. Created by ``start_run``; ``task`` drives it; ``cancel()`` stops it."""
+
+    def __init__(self, workspace: Workspace, request: RunRequest, agent: Agent, identity: Identity,
+                 sink: EventSink, row: dict[str, Any]) -> None:
+        self.workspace, self.request, self.agent, self.identity = workspace, request, agent, identity
+        self.sink = sink
+        self.id: str = row["id"]
+        self.row = row
+        self.cancelled = False
+        self.task: asyncio.Task | None = None
+        self.log = LogBook(workspace.store, self.id, sink)
+        #: Where the agent says it works (a replay reports the recorded folder): tool paths are
+        #: shown relative to it, or else to the run's own folder.
+        self.agent_cwd: Path | None = None
+
+    @property
+    def store(self) -> AuditStore:
+        return self.workspace.store
+
+    async def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.log.add("status", "cancel requested")
+            await self.agent.cancel()
+
+    async def wait(self) -> dict[str, Any]:
+        assert self.task is not None
+        return await self.task
+
+    def _status(self, status: str, *, final: bool = False, **fields: Any) -> None:
+        self.row.update(status=status, **fields)
+        self.store.update_run(self.id, status=status, **fields)
+        tokens = {key: self.row.get(col) or 0 for key, col in RUN_TOKEN_COLUMNS.items()}
+        self.sink.emit(RunStatus(self.id, status, commit=self.row.get("commit_sha"),
+                                 cost_usd=self.row.get("cost_usd"), tokens=tokens,
+                                 gate={"status": self.row.get("gate_status")} if self.row.get("gate_status") else None,
+                                 error=self.row.get("error"), final=final))
+
+    # -- the run ------------------------------------------------------------------------------
+    async def execute(self) -> dict[str, Any]:
+        workdir: Path | None = None
+        before: dict[str, str | None] = {}
+        finished: Finished | None = None
+        try:
+            if self.row["mode"] == "isolated":
+                workdir, branch = await asyncio.to_thread(
+                    worktree.create, self.workspace.repo, self.id, self.row["base_sha"])
+                await asyncio.to_thread(self.store.update_run, self.id, worktree=str(workdir), branch=branch)
+                self.row.update(worktree=str(workdir), branch=branch)
+            else:
+                workdir = self.workspace.root
+                before = await asyncio.to_thread(gitcommit.working_tree_state, self.workspace.repo)
+            self._status("running")
+            self.log.add("system", f"{self.agent.label or self.agent.name} · {self.row['mode']} mode · "
+                                   f"base {(self.row['base_sha'] or 'none (empty repository)')[:12]}"
+                                   + (f" · worktree {workdir}" if self.row["mode"] == "isolated" else ""))
+            finished = await self._drive_agent(workdir)
+            outcome = await self._conclude(finished, workdir, before)
+        except Exception as exc:  # a bug or an environment failure: record it, never lose the run
+            self.log.add("error", f"promptrail error: {exc}")
+            outcome = {"status": "failed", "error": f"promptrail error: {exc}"}
+        await self.log.close()
+        ended = utc_now()
+        self._status(outcome.pop("status"), final=True, ended_at=ended, **outcome)
+        self.store.record_event(f"run.{self.row['status']}", run_id=self.id, actor=str(self.identity),
+                                data={"commit": self.row.get("commit_sha"), "cost_usd": self.row.get("cost_usd"),
+                                      "error": self.row.get("error")})
+        from promptrail.queries import run_json  # local: queries imports this module's constants
+
+        return run_json(self.workspace, self.id)
+
+    async def _drive_agent(self, workdir: Path) -> Finished:
+        finished: Finished | None = None
+        stream = self.agent.events(self.request.prompt, workdir)
+        try:
+            async for event in stream:
+                if isinstance(event, Finished):
+                    finished = event
+                    break
+                self._record(event, workdir)
+        finally:
+            await stream.aclose()
+        if finished is None:
+            finished = Finished(is_error=True, complete=False, error="the agent ended without a verdict")
+        self._record_finish(finished)
+        return finished
+
+    def _record(self, event: AgentEvent, workdir: Path) -> None:
+        if isinstance(event, Text):
+            self.log.add("text", event.text)
+        elif isinstance(event, ToolUse):
+            self.log.add("tool_use", describe_tool_use(event, self.agent_cwd or workdir))
+        elif isinstance(event, ToolResult):
+            self.log.add("tool_result", ("error: " if event.is_error else "") + event.content)
+        elif isinstance(event, Raw):
+            self.log.add("stderr" if event.stream == "stderr" else "raw", event.text)
+        elif isinstance(event, Started):
+            if event.cwd:
+                self.agent_cwd = Path(event.cwd)
+            fields = {k: v for k, v in (("session_id", event.session_id), ("model", event.model)) if v}
+            if fields:
+                self.row.update(fields)
+                self.store.update_run(self.id, **fields)
+            self.log.add("system", "agent started" + "".join(f" · {k} {v}" for k, v in fields.items()))
+        elif isinstance(event, Usage):
+            pass  # the verdict carries the totals
+
+    def _record_finish(self, finished: Finished) -> None:
+        fields: dict[str, Any] = {"num_turns": finished.num_turns}
+        if finished.usage:
+            fields.update({col: getattr(finished.usage, key) for key, col in RUN_TOKEN_COLUMNS.items()})
+        # Unknown cost stays NULL: 0 would claim the run was free.
+        fields["cost_usd"] = finished.cost_usd
+        fields["cost_source"] = "reported" if finished.cost_usd is not None else None
+        self.row.update(fields)
+        self.store.update_run(self.id, **fields)
+        if finished.complete and not finished.is_error:
+            cost = f" · ${finished.cost_usd:.4f}" if finished.cost_usd is not None else ""
+            self.log.add("status", f"agent finished{cost}" + (f" · {finished.num_turns} turns" if finished.num_turns else ""))
+        else:
+            self.log.add("error", f"agent {'did not finish' if not finished.complete else 'failed'}: "
+                                  f"{finished.error or finished.result or 'no details'}")
+
+    async def _conclude(self, finished: Finished, workdir: Path, before: dict[str, str | None]) -> dict[str, Any]:
+        repo = self.workspace.repo
+        if self.cancelled:
+            return {"status": "cancelled", "error": "cancelled by the user; nothing was committed"
+                    + (f" (the agent's changes stay in {workdir})" if self.row["mode"] == "isolated" else "")}
+        if not finished.complete:
+            return {"status": "incomplete", "error": finished.error or "the agent ended without a result"}
+        if finished.is_error:
+            return {"status": "failed", "error": finished.error or finished.result or "the agent reported an error"}
+        self._status("committing")
+        message = gitcommit.commit_message(self.row["summary"], self.row["prompt"], self.id,
+                                           self.agent.label or self.agent.name)
+        conflicting: list[str] = []
+        if self.row["mode"] == "isolated":
+            outcome = await asyncio.to_thread(gitcommit.commit_worktree, repo, workdir, message, self.identity)
+        else:
+            clean, conflicting = await asyncio.to_thread(gitcommit.changed_since, repo, before)
+            for path in conflicting:
+                self.log.add("error", f"{path}: already had your uncommitted changes; the agent's edit is "
+                                      "left uncommitted in your working tree for you to review")
+            outcome = await asyncio.to_thread(gitcommit.commit_paths, repo, clean, message, self.identity)
+        if outcome.hook_output is not None:
+            self.log.add("git", f"commit rejected by a hook:\n{outcome.hook_output}")
+            return {"status": "hook_failed",
+                    "error": "a git hook rejected the commit; the change is kept"
+                             + (f" in {workdir}" if self.row["mode"] == "isolated" else " in your working tree")}
+        if not outcome.committed:
+            if self.row["mode"] == "isolated":
+                await asyncio.to_thread(worktree.remove, repo, workdir)
+            if conflicting:
+                return {"status": "needs_attention", "error": _conflict_message(conflicting)}
+            self.log.add("status", "the agent changed no files")
+            return {"status": "no_changes"}
+        files = [f.as_dict() for f in outcome.files]
+        await asyncio.to_thread(self.store.set_run_files, self.id, files)
+        await asyncio.to_thread(gitcommit.add_note, repo, outcome.sha, self._note(outcome.sha, files))
+        self.log.add("git", f"committed {outcome.sha[:12]} on {self.row.get('branch') or 'HEAD'} · "
+                            f"{len(files)} file(s)")
+        self.row["commit_sha"] = outcome.sha
+        self.store.record_event("run.committed", run_id=self.id, actor=str(self.identity),
+                                data={"commit": outcome.sha, "branch": self.row.get("branch"),
+                                      "files": [f["path"] for f in files]})
+        self.sink.emit(CommitLanded(self.id, outcome.sha, [f["path"] for f in files]))
+        if self.row["mode"] == "isolated":
+            await asyncio.to_thread(worktree.remove, repo, workdir)
+        result: dict[str, Any] = {"commit_sha": outcome.sha, "gate_status": "pending"}
+        if conflicting:
+            result.update(status="needs_attention", error=_conflict_message(conflicting))
+        else:
+            result["status"] = "succeeded"
+        return result
+
+    def _note(self, sha: str, files: list[dict[str, Any]]) -> dict[str, Any]:
+        row = self.row
+        return {"run_id": self.id, "prompt": row["prompt"], "actor": {"name": row["actor_name"],
+                "email": row["actor_email"]}, "agent": row["agent"], "model": row.get("model"),
+                "mode": row["mode"], "base_sha": row["base_sha"], "commit_sha": sha,
+                "tokens": {key: row.get(col) for key, col in RUN_TOKEN_COLUMNS.items()},
+                "cost_usd": row.get("cost_usd"), "cost_source": row.get("cost_source"),
+                "started_at": row["started_at"], "claude_md_sha": row.get("claude_md_sha"),
+                "files": files, "tool": "promptrail"}
+
+
+def _conflict_message(paths: list[str]) -> str:
+    return (f"{len(paths)} path(s) the agent changed already had your uncommitted changes and were left "
+            f"uncommitted: {', '.join(paths)}")
+
+
+def describe_tool_use(event: ToolUse, workdir: Path) -> str:
+    """A one-line, human description of a tool call (paths shown relative to the run's folder)."""
+    data = event.input or {}
+    target = data.get("file_path") or data.get("path") or data.get("notebook_path")
+    if isinstance(target, str):
+        try:
+            target = Path(target).relative_to(workdir).as_posix()
+        except ValueError:
+            pass
+        return f"{event.name} {target}"
+    if isinstance(data.get("command"), str):
+        return f"{event.name} $ {data['command']}"
+    if isinstance(data.get("pattern"), str):
+        return f"{event.name} {data['pattern']}"
+    return event.name
+
+
+async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink | None = None) -> Run:
+    """Validate, write the run row, and start the run in the background. Returns at once.
+
+    Everything the user can get wrong fails here, before the row exists or the agent starts."""
+    prompt = request.prompt.strip() if request.prompt else ""
+    if not prompt:
+        raise PromptrailError("the prompt is empty; say what the agent should do")
+    settings = workspace.config.agent
+    mode = request.mode or settings.mode
+    if mode not in MODES:
+        raise PromptrailError(f"unknown mode '{mode}'; use isolated or direct")
+    repo = workspace.repo
+    identity = await asyncio.to_thread(repo.identity)
+    agent = make_agent(workspace, request)
+    base_sha = await asyncio.to_thread(repo.head_sha)
+    claude_md = repo.run("rev-parse", "-q", "--verify", f"{base_sha}:CLAUDE.md") if base_sha else None
+    stored_prompt = redact(prompt)
+    run_id = new_run_id()
+    row = {
+        "id": run_id, "prompt": stored_prompt, "summary": gitcommit.summarize(stored_prompt),
+        "actor_name": identity.name, "actor_email": identity.email, "agent": agent.name,
+        "agent_label": agent.label or None, "model": request.model or settings.model, "mode": mode,
+        "status": "queued", "base_sha": base_sha,
+        "branch": worktree.branch_for(run_id) if mode == "isolated" else repo.head_branch(),
+        "repo_root": str(repo.root), "claude_md_sha": claude_md.stdout.strip() if claude_md and claude_md.ok else None,
+        "started_at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
+    }
+    await asyncio.to_thread(workspace.store.insert_run, row, event_actor=str(identity))
+    fan = sink if isinstance(sink, FanOut) else FanOut(sink) if sink else FanOut()
+    fan.emit(RunOpened(row["id"], stored_prompt, agent.name, agent.label, row["model"], mode, base_sha, row["branch"]))
+    run = Run(workspace, RunRequest(**{**request.__dict__, "prompt": prompt}), agent, identity, fan, row)
+    run.task = asyncio.create_task(run.execute(), name=f"run-{row['id']}")
+    return run

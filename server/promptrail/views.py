@@ -1,0 +1,116 @@
+"""Terminal rendering of the core's answers (rich tables and lines). Presentation only: every
+value shown here comes from ``queries``; nothing is computed that a JSON reader would miss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from promptrail.queries import format_cost
+
+console = Console(highlight=False)
+if not console.is_terminal:
+    # Piped output (CI logs, `| less`): don't squeeze tables into 80 columns.
+    console.width = max(console.width, 160)
+
+_STATUS_STYLE = {"succeeded": "green", "no_changes": "yellow", "failed": "red", "hook_failed": "red",
+                 "cancelled": "yellow", "incomplete": "red", "needs_attention": "yellow",
+                 "interrupted": "red", "running": "cyan"}
+
+
+def _status(status: str | None) -> Text:
+    return Text(status or "?", style=_STATUS_STYLE.get(status or "", ""))
+
+
+def _tokens(tokens: dict[str, Any]) -> str:
+    if all(v is None for v in tokens.values()):
+        return "unknown"
+    return (f"{tokens.get('input') or 0:,} in · {tokens.get('output') or 0:,} out · "
+            f"{tokens.get('cache_read') or 0:,} cache read · {tokens.get('cache_write') or 0:,} cache write")
+
+
+def run_summary(run: dict[str, Any]) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    agent = run["agent"] + (f" ({run['agent_label']})" if run.get("agent_label") else "")
+    rows = [
+        ("run", run["id"]), ("prompt", run["prompt"]), ("status", _status(run["status"])),
+        ("actor", f"{run['actor']['name']} <{run['actor']['email']}>"),
+        ("agent", agent + (f" · model {run['model']}" if run.get("model") else "")),
+        ("mode", run["mode"]), ("base", (run.get("base_sha") or "(empty repository)")[:12]),
+        ("commit", (run.get("commit_sha") or "none") + (f" on {run['branch']}" if run.get("branch") else "")),
+        ("tokens", _tokens(run["tokens"])),
+        ("cost", format_cost(run.get("cost_usd")) + (f" ({run['cost_source']})" if run.get("cost_source") else "")),
+        ("gate", run["gate"].get("status") or "-"),
+        ("started", run.get("started_at") or "-"), ("ended", run.get("ended_at") or "-"),
+    ]
+    if run.get("error"):
+        rows.append(("error", Text(run["error"], style="red")))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    files = run.get("files") or []
+    if files:
+        file_table = Table(title="files", title_justify="left", show_edge=False)
+        for column in ("path", "change", "+", "−"):
+            file_table.add_column(column, justify="right" if column in "+−" else "left")
+        for f in files:
+            path = f["path"] if not f.get("old_path") else f"{f['old_path']} → {f['path']}"
+            file_table.add_row(path, f["status"], Text(f"+{f['additions']}" if f["additions"] is not None else "bin",
+                                                        style="green"),
+                               Text(f"−{f['deletions']}" if f["deletions"] is not None else "bin", style="red"))
+        console.print(file_table)
+
+
+def history_table(runs: list[dict[str, Any]]) -> None:
+    if not runs:
+        console.print("no runs yet; start one with `promptrail run \"PROMPT\"` or try `promptrail demo`")
+        return
+    table = Table(show_edge=False)
+    for column in ("run", "started", "status", "actor", "agent", "cost", "commit"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("prompt", overflow="fold")
+    for run in runs:
+        table.add_row(run["id"], (run.get("started_at") or "")[:19].replace("T", " "), _status(run["status"]),
+                      run["actor"]["email"] or "", run["agent"], format_cost(run.get("cost_usd")),
+                      (run.get("commit_sha") or "")[:10], run.get("summary") or run["prompt"])
+    console.print(table)
+
+
+def log_lines(entries: list[dict[str, Any]]) -> None:
+    for entry in entries:
+        prefix = f"{entry['seq']:>5} {entry['ts'][11:23]} {entry['kind']:<11} "
+        lines = entry["text"].splitlines() or [""]
+        console.print(Text(prefix + lines[0]))
+        for line in lines[1:]:
+            console.print(Text(" " * len(prefix) + line))
+
+
+def feed_table(events: list[dict[str, Any]]) -> None:
+    if not events:
+        console.print("the activity feed is empty")
+        return
+    table = Table(show_edge=False)
+    for column in ("#", "when", "event", "run", "who", "details"):
+        table.add_column(column, overflow="fold")
+    for event in events:
+        data = event["data"]
+        details = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", []))
+        table.add_row(str(event["seq"]), event["ts"][:19].replace("T", " "), event["kind"],
+                      event.get("run_id") or "", event.get("actor") or "", details[:120])
+    console.print(table)
+
+
+def blame_lines(lines: list[dict[str, Any]]) -> None:
+    previous = object()
+    width = len(str(len(lines)))
+    for line in lines:
+        if line["run_id"] != previous and line["run_id"]:
+            console.print(Text(f"{'':>{width}}   {line['label']}   [run {line['run_id']}]", style="magenta"))
+        previous = line["run_id"]
+        marker = "✦" if line["run_id"] else " "
+        console.print(Text(f"{line['line']:>{width}} {marker} {line['text']}"))
