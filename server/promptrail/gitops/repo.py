@@ -69,7 +69,7 @@ class Repo:
         try:
             self._repo = git.Repo(folder, search_parent_directories=True)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise PromptrailError(f"{start} is not inside a git repository; run `git init` there "
+            raise PromptrailError(f"{start.resolve()} is not inside a git repository; run `git init` there "
                                   "or pass --repo PATH") from None
         if self._repo.bare:
             raise PromptrailError(f"{start} is a bare git repository; promptrail needs a working tree")

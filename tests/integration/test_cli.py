@@ -1,0 +1,152 @@
+"""The terminal face: exact exit codes and one-line errors for bad input, the query commands,
+and `verify` finding tampered feed rows. Runs the real `promptrail` executable."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.support.transcripts import Edit, Say, Write, write_transcript
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "promptrail", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def ran(repo, tmp_path):
+    transcript = write_transcript(tmp_path / "t.jsonl", [Say("ok"), Write("hello.py", "a = 1\nb = 2\n"),
+                                                          Edit("app.py", "return 1", "return 2")])
+    result = cli("run", "add hello", "--transcript", str(transcript), "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_not_a_git_repository(tmp_path):
+    result = cli("history", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == f"promptrail: error: {tmp_path.resolve()} is not inside a git " \
+        "repository; run `git init` there or pass --repo PATH\n"
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_path(tmp_path):
+    result = cli("history", "--repo", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr == f"promptrail: error: {tmp_path / 'nope'}: no such file or directory\n"
+
+
+def test_unknown_run_id(repo):
+    result = cli("show", "zzzz", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == "promptrail: error: unknown run id 'zzzz'; `promptrail history` lists the runs\n"
+
+
+def test_missing_transcript(repo):
+    result = cli("run", "x", "--agent", "replay", "--transcript", "missing.jsonl", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == "promptrail: error: transcript not found: missing.jsonl\n"
+
+
+def test_malformed_config_names_file_and_line(repo):
+    (repo / ".promptrail.toml").write_text("[agent]\nname = \"replay\"\nmode = \n")
+    result = cli("run", "x", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"promptrail: error: {repo / '.promptrail.toml'}:3: invalid TOML: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_unknown_config_key(repo):
+    (repo / ".promptrail.toml").write_text("[agent]\nnmae = \"replay\"\n")
+    result = cli("run", "x", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"promptrail: error: {repo / '.promptrail.toml'}:2: unknown key 'nmae' in [agent]")
+
+
+def test_show_prefix_log_diff_history_blame(repo, ran):
+    run_id = ran["id"]
+    shown = json.loads(cli("show", run_id[:5], "--json", cwd=repo).stdout)
+    assert shown == ran
+    for key in ("id", "prompt", "actor", "agent", "model", "mode", "status", "base_sha", "commit_sha", "branch",
+                "files", "tokens", "cost_usd", "cost_source", "started_at", "ended_at", "error", "gate"):
+        assert key in shown
+    assert shown["actor"] == {"name": "Dev One", "email": "dev@example.com"}
+    assert shown["gate"] == {"status": "pending"}
+    log = json.loads(cli("log", run_id, "--json", cwd=repo).stdout)
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+    assert "hello.py" in cli("diff", run_id, cwd=repo).stdout
+    assert json.loads(cli("history", "--search", "hello", "--json", cwd=repo).stdout)[0]["id"] == run_id
+    assert json.loads(cli("history", "--search", "nomatch", "--json", cwd=repo).stdout) == []
+    git(repo, "merge", "-q", "--ff-only", ran["branch"])
+    lines = json.loads(cli("blame", "hello.py", "--json", cwd=repo).stdout)
+    assert [(l["line"], l["run_id"]) for l in lines] == [(1, run_id), (2, run_id)]
+    assert lines[0]["label"] == "✦ add hello (replay) · $0.012 · 2.8k tok · gate: pending"
+    app = json.loads(cli("blame", "app.py", "--json", cwd=repo).stdout)
+    assert [l["run_id"] for l in app] == [None, run_id]
+
+
+def test_ambiguous_prefix(repo, tmp_path):
+    transcript = write_transcript(tmp_path / "t.jsonl", [Say("nothing")])
+    for _ in range(20):
+        assert cli("run", "p", "--transcript", str(transcript), "--json", cwd=repo).returncode == 0
+    result = cli("show", "", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == "promptrail: error: no run id given; `promptrail history` lists the runs\n"
+    ids = [r["id"] for r in json.loads(cli("history", "--json", cwd=repo).stdout)]
+    firsts = [i[0] for i in ids]
+    shared = next(c for c in firsts if firsts.count(c) > 1)  # 20 ids over 16 hex digits: one is shared
+    result = cli("show", shared, cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"promptrail: error: run id prefix '{shared}' is ambiguous (")
+
+
+def _tamper(repo: Path, sql: str) -> None:
+    conn = sqlite3.connect(repo / ".git" / "promptrail" / "audit.db")
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def test_verify_intact_then_altered(repo, ran):
+    ok = cli("verify", cwd=repo)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: 3 feed events")
+    _tamper(repo, "UPDATE events SET actor = 'mallory@example.com' WHERE seq = 2")
+    broken = cli("verify", "--json", cwd=repo)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout) == {"ok": False, "checked": 1, "first_bad_seq": 2,
+                                         "reason": "row 2: content does not match its hash (row altered)"}
+
+
+def test_verify_deleted_row(repo, ran):
+    _tamper(repo, "DELETE FROM events WHERE seq = 2")
+    broken = cli("verify", "--json", cwd=repo)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["first_bad_seq"] == 3
+    assert json.loads(broken.stdout)["reason"] == "row 3: expected row 2 here; a row was deleted"
+
+
+def test_verify_reordered_rows(repo, ran):
+    conn = sqlite3.connect(repo / ".git" / "promptrail" / "audit.db")
+    rows = conn.execute("SELECT seq, ts, kind, run_id, actor, data, prev_hash, hash FROM events ORDER BY seq").fetchall()
+    # Swap the contents of rows 2 and 3 (keeping each row's own hash with it).
+    for (seq, *rest), target in ((rows[1], 3), (rows[2], 2)):
+        conn.execute("UPDATE events SET ts=?, kind=?, run_id=?, actor=?, data=?, prev_hash=?, hash=? WHERE seq=?",
+                     (*rest, target))
+    conn.commit()
+    conn.close()
+    broken = cli("verify", "--json", cwd=repo)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["first_bad_seq"] == 2
+
+
+def test_feed_lists_events(repo, ran):
+    events = json.loads(cli("feed", "--json", cwd=repo).stdout)
+    assert [e["kind"] for e in events] == ["run.succeeded", "run.committed", "run.started"]
+    assert all(e["run_id"] == ran["id"] for e in events)

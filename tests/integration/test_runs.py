@@ -1,0 +1,239 @@
+"""A prompt becomes an audited commit: the run pipeline against real git repositories and real
+SQLite, driven by the replay agent acting out scripted sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from promptrail.errors import PromptrailError
+from promptrail.runs import RunRequest, start_run
+from promptrail.workspace import Workspace
+from tests.conftest import git, make_repo
+from tests.support.transcripts import Edit, Say, Write, write_transcript
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events = []
+
+    def emit(self, event) -> None:
+        self.events.append(event)
+
+
+def run_prompt(repo: Path, steps, prompt="do the thing", tmp: Path | None = None, **kwargs) -> dict:
+    transcript = write_transcript((tmp or repo.parent) / f"t-{os.urandom(3).hex()}.jsonl", steps,
+                                  **{k: kwargs.pop(k) for k in ("cost", "is_error", "result") if k in kwargs})
+
+    async def go():
+        run = await start_run(Workspace(repo), RunRequest(prompt=prompt, agent="replay",
+                                                          transcript=str(transcript), **kwargs), Collect())
+        return await run.wait()
+
+    return asyncio.run(go())
+
+
+def tree_snapshot(root: Path) -> dict[str, str]:
+    """Every file in the working tree (not .git) → sha256, plus the index file's bytes."""
+    snap = {}
+    for path in sorted(root.rglob("*")):
+        if ".git" in path.relative_to(root).parts or not path.is_file():
+            continue
+        snap[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    snap[".git/index"] = hashlib.sha256((root / ".git" / "index").read_bytes()).hexdigest()
+    return snap
+
+
+def committed(repo: Path, sha: str, path: str) -> str:
+    return git(repo, "show", f"{sha}:{path}")
+
+
+def test_isolated_run_commits_on_its_branch_with_trailer_and_note(repo):
+    data = run_prompt(repo, [Say("adding"), Write("hello.py", "print('hi')\n"),
+                             Edit("app.py", "return 1", "return 2")], prompt="add hello")
+    assert data["status"] == "succeeded"
+    assert data["branch"] == f"promptrail/{data['id']}"
+    assert git(repo, "rev-parse", data["branch"]).strip() == data["commit_sha"]
+    assert git(repo, "rev-parse", "main").strip() == data["base_sha"]  # the user's branch did not move
+    message = git(repo, "log", "-1", "--format=%B", data["commit_sha"])
+    assert message.startswith("add hello\n")
+    assert f"Promptrail-Run: {data['id']}" in message
+    assert git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>", data["commit_sha"]).strip() == \
+        "Dev One <dev@example.com>|Dev One <dev@example.com>"
+    note = json.loads(git(repo, "notes", "--ref=refs/notes/promptrail", "show", data["commit_sha"]))
+    assert note["run_id"] == data["id"] and note["cost_usd"] == 0.0123
+    assert {f["path"]: (f["status"], f["additions"], f["deletions"]) for f in data["files"]} == {
+        "hello.py": ("added", 1, 0), "app.py": ("modified", 1, 1)}
+    assert data["tokens"] == {"input": 2000, "output": 150, "cache_read": 500, "cache_write": 100}
+    assert data["cost_source"] == "reported"
+    assert not Path(data["worktree"]).exists()  # cleaned up once committed
+
+
+def test_isolated_mode_never_touches_uncommitted_user_work(repo):
+    (repo / "README.md").unlink()                         # a deleted tracked file
+    (repo / "app.py").write_text("def main():\n    return 1  # mine\n")  # modified; the agent edits it too
+    git(repo, "add", "app.py")
+    (repo / "app.py").write_text("def main():\n    return 1  # mine, unstaged\n")
+    (repo / "notes.txt").write_text("untracked\n")
+    before = tree_snapshot(repo)
+    status_before = git(repo, "status", "--porcelain")
+    data = run_prompt(repo, [Edit("app.py", "return 1", "return 42"), Write("new.py", "x = 1\n")])
+    assert data["status"] == "succeeded"
+    assert tree_snapshot(repo) == before
+    assert git(repo, "status", "--porcelain") == status_before
+    assert sorted(f["path"] for f in data["files"]) == ["app.py", "new.py"]
+    assert committed(repo, data["commit_sha"], "app.py") == "def main():\n    return 42\n"
+    assert committed(repo, data["commit_sha"], "README.md") == "# project\n"  # the user's deletion stays theirs
+
+
+def test_direct_mode_leaves_conflicting_path_uncommitted(repo):
+    (repo / "README.md").unlink()
+    (repo / "app.py").write_text("def main():\n    return 1  # mine\n")
+    data = run_prompt(repo, [Edit("app.py", "return 1", "return 42"), Write("new.py", "x = 1\n")], mode="direct")
+    assert data["status"] == "needs_attention"
+    assert "app.py" in data["error"]
+    assert [f["path"] for f in data["files"]] == ["new.py"]
+    assert git(repo, "rev-parse", "HEAD").strip() == data["commit_sha"]
+    # The user's work and the agent's edit of the same file are still in the working tree, uncommitted.
+    assert (repo / "app.py").read_text() == "def main():\n    return 42  # mine\n"
+    assert not (repo / "README.md").exists()
+    assert git(repo, "status", "--porcelain").splitlines() == [" D README.md", " M app.py"]
+
+
+def test_direct_mode_keeps_what_the_user_staged(repo):
+    (repo / "staged.txt").write_text("staged by me\n")
+    git(repo, "add", "staged.txt")
+    data = run_prompt(repo, [Write("new.py", "x = 1\n")], mode="direct")
+    assert data["status"] == "succeeded"
+    assert [f["path"] for f in data["files"]] == ["new.py"]
+    assert git(repo, "status", "--porcelain").splitlines() == ["A  staged.txt"]
+
+
+def write_hook(repo: Path, body: str) -> None:
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\n" + body)
+    hook.chmod(0o755)
+
+
+def test_rejecting_hook_keeps_change_and_records_output(repo):
+    write_hook(repo, "echo 'lint: trailing whitespace in hello.py' >&2\nexit 1\n")
+    data = run_prompt(repo, [Write("hello.py", "x = 1 \n")])
+    assert data["status"] == "hook_failed"
+    assert data["commit_sha"] is None
+    assert git(repo, "rev-parse", data["branch"]).strip() == data["base_sha"]  # no commit on the branch
+    assert (Path(data["worktree"]) / "hello.py").read_text() == "x = 1 \n"    # the change is kept
+    log = subprocess.run([_promptrail(), "log", data["id"], "--json", "--repo", str(repo)],
+                         capture_output=True, text=True, check=True)
+    assert any("lint: trailing whitespace in hello.py" in e["text"] for e in json.loads(log.stdout))
+
+
+def test_reformatting_hook_content_is_what_gets_committed(repo):
+    write_hook(repo, "for f in $(git diff --cached --name-only); do sed -i 's/  *$//' \"$f\"; git add \"$f\"; done\n")
+    data = run_prompt(repo, [Write("hello.py", "x = 1   \n")])
+    assert data["status"] == "succeeded"
+    assert committed(repo, data["commit_sha"], "hello.py") == "x = 1\n"
+
+
+def test_no_identity_fails_before_the_agent_and_writes_no_config(tmp_path, isolated_home):
+    repo = make_repo(tmp_path / "p", identity=False)
+    config_before = (repo / ".git" / "config").read_text()
+    with pytest.raises(PromptrailError) as excinfo:
+        run_prompt(repo, [Write("x.py", "1\n")])
+    assert str(excinfo.value).startswith("git has no identity (user.name / user.email)")
+    assert (repo / ".git" / "config").read_text() == config_before
+    assert not (isolated_home / ".gitconfig").exists()
+    assert Workspace(repo).store.list_runs() == []  # refused before any run row was written
+
+
+def test_detached_head(repo):
+    sha = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "checkout", "-q", "--detach")
+    data = run_prompt(repo, [Write("d.py", "1\n")])
+    assert data["status"] == "succeeded" and data["base_sha"] == sha
+    assert git(repo, "rev-parse", f"{data['commit_sha']}^").strip() == sha
+
+
+def test_empty_repository_gets_a_root_commit(tmp_path):
+    repo = make_repo(tmp_path / "empty")
+    data = run_prompt(repo, [Write("first.py", "print(1)\n")])
+    assert data["status"] == "succeeded"
+    assert data["base_sha"] is None
+    assert git(repo, "rev-list", "--parents", "-n1", data["commit_sha"]).split() == [data["commit_sha"]]
+    assert [f["path"] for f in data["files"]] == ["first.py"]
+
+
+def test_two_concurrent_runs_commit_on_their_own_branches(repo, tmp_path):
+    t1 = write_transcript(tmp_path / "a.jsonl", [Write(f"a{i}.py", f"{i}\n") for i in range(20)])
+    t2 = write_transcript(tmp_path / "b.jsonl", [Write(f"b{i}.py", f"{i}\n") for i in range(20)])
+
+    async def both():
+        ws = Workspace(repo)
+        runs = [await start_run(ws, RunRequest(prompt=f"run {n}", agent="replay", transcript=str(t)), Collect())
+                for n, t in ((1, t1), (2, t2))]
+        return await asyncio.gather(*(r.wait() for r in runs))
+
+    first, second = asyncio.run(both())
+    assert first["status"] == second["status"] == "succeeded", (first["error"], second["error"])
+    assert first["branch"] != second["branch"]
+    assert len(first["files"]) == len(second["files"]) == 20
+    assert "index.lock" not in json.dumps([first, second])
+
+
+def test_secret_in_prompt_is_redacted_everywhere(repo):
+    secret = "sk-ant-api03-" + "A1b2C3d4" * 6
+    data = run_prompt(repo, [Say(f"using {secret}"), Write("k.py", "KEY = None\n")], prompt=f"use key {secret} here")
+    assert data["prompt"] == "use key sk-ant-[REDACTED] here"
+    blob = json.dumps(Workspace(repo).store.log(data["id"])) + git(repo, "log", "-1", "--format=%B", data["commit_sha"])
+    blob += git(repo, "notes", "--ref=refs/notes/promptrail", "show", data["commit_sha"])
+    assert secret not in blob and "sk-ant-[REDACTED]" in blob
+    db = (repo / ".git" / "promptrail" / "audit.db").read_bytes()
+    assert secret.encode() not in db
+
+
+def test_agent_error_and_incomplete_outcomes(repo):
+    failed = run_prompt(repo, [Write("x.py", "1\n")], is_error=True)
+    assert failed["status"] == "failed" and failed["commit_sha"] is None
+    incomplete = run_prompt(repo, [Write("y.py", "1\n")], result=False)
+    assert incomplete["status"] == "incomplete"
+    assert incomplete["cost_usd"] is None and incomplete["commit_sha"] is None
+
+
+def test_no_changes(repo):
+    data = run_prompt(repo, [Say("nothing to do")])
+    assert data["status"] == "no_changes" and data["commit_sha"] is None and data["files"] == []
+
+
+def test_log_is_gap_free_and_streamed_in_order(repo, tmp_path):
+    transcript = write_transcript(tmp_path / "t.jsonl", [Say(f"line {i}") for i in range(1500)])
+    sink = Collect()
+
+    async def go():
+        run = await start_run(Workspace(repo), RunRequest(prompt="p", agent="replay", transcript=str(transcript)), sink)
+        return await run.wait()
+
+    data = asyncio.run(go())
+    streamed = [e.seq for e in sink.events if type(e).__name__ == "LogEntry"]
+    stored = [e["seq"] for e in Workspace(repo).store.log(data["id"])]
+    assert streamed == stored == list(range(1, len(stored) + 1))
+    assert len(stored) > 1500
+
+
+def test_interrupted_run_is_settled_on_open(repo):
+    ws = Workspace(repo)
+    ws.store.insert_run({"id": "deadbeef0001", "prompt": "p", "status": "running", "pid": 2 ** 22 + 7,
+                         "host": __import__("socket").gethostname(), "started_at": "2026-01-01T00:00:00Z",
+                         "agent": "replay", "mode": "isolated", "model": None, "base_sha": None}, event_actor=None)
+    assert Workspace(repo).store.get_run("deadbeef0001")["status"] == "interrupted"
+
+
+def _promptrail() -> str:
+    import shutil
+    import sys
+
+    return shutil.which("promptrail", path=os.path.dirname(sys.executable)) or "promptrail"
