@@ -76,7 +76,9 @@ class TerminalSink:
                 lines = lines[: self.max_result_lines] + [f"… ({len(lines) - self.max_result_lines} more lines "
                                                           f"in `promptrail log {event.run_id}`)"]
             mark = self.MARK.get(event.kind, "  ")
-            click.echo("\n".join(mark + line for line in lines), err=event.kind in ("error", "stderr"))
+            indent = " " * len(mark)
+            click.echo("\n".join((mark if n == 0 else indent) + line for n, line in enumerate(lines)),
+                       err=event.kind in ("error", "stderr"))
         elif isinstance(event, RunStatus) and event.final:
             pass
 
@@ -219,13 +221,15 @@ def feed(limit: int, repo: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path())
+@click.option("--rev", metavar="REV", default=None,
+              help="Blame the file as of REV (e.g. a run's branch promptrail/<id>) instead of the working tree.")
 @_repo_option
 @_json_option
-def blame(file: str, repo: str | None, as_json: bool) -> None:
+def blame(file: str, rev: str | None, repo: str | None, as_json: bool) -> None:
     """Each line of FILE with the run that wrote it, as the editor's lenses show it."""
     from promptrail import queries, views
 
-    lines = queries.blame(_workspace(repo or str(Path(file).parent)), file)
+    lines = queries.blame(_workspace(repo or (str(Path(file).parent) if rev is None else ".")), file, rev=rev)
     if as_json:
         _print_json(lines)
     else:

@@ -70,7 +70,9 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> dict[str, Any]
 
     run = asyncio.run(go())
     changed = [f["path"] for f in run.get("files", []) if f["status"] != "deleted"]
-    blamed = {path: queries.blame(workspace, str(target / path)) for path in changed}
+    # The change waits on the run's branch for review, so show the lines as of the run's commit.
+    blamed = {path: queries.blame(workspace, path, rev=run["commit_sha"]) for path in changed} \
+        if run.get("commit_sha") else {}
     result = {"repository": str(target), "replayed": True, "run": run,
               "log": queries.run_log(workspace, run["id"]), "blame": blamed}
     if as_json:
@@ -79,9 +81,10 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> dict[str, Any]
     say("")
     views.run_summary(run)
     for path, lines in blamed.items():
-        say(f"\n{path} (what the editor's code lenses show):")
+        say(f"\n{path} on {run['branch']} (what the editor's code lenses show):")
         views.blame_lines(lines)
-    say(f"\nThe session above was replayed from a recording. Explore the trail:\n"
+    say(f"\nThe session above was replayed from a recording; its commit waits on {run['branch']} "
+        f"for review (gate: {run['gate']['status']}). Explore the trail:\n"
         f"  cd {target}\n  promptrail show {run['id'][:6]}\n  promptrail log {run['id'][:6]}\n"
         f"  promptrail diff {run['id'][:6]}\n  promptrail feed\n  promptrail verify")
     if run["status"] != "succeeded":

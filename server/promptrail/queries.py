@@ -158,16 +158,24 @@ def _read(path) -> str:
         return ""
 
 
-def blame(workspace: Workspace, path: str) -> list[dict[str, Any]]:
-    """``promptrail blame FILE``: every line with its run (or None)."""
+def blame(workspace: Workspace, path: str, rev: str | None = None) -> list[dict[str, Any]]:
+    """``promptrail blame FILE [--rev REV]``: every line with its run (or None), in the working
+    tree or as of ``rev`` (for example a run's branch before it is merged)."""
     from pathlib import Path
 
-    relpath = workspace.repo.relpath(Path(path))
-    absolute = workspace.root / relpath
-    if not absolute.is_file():
-        raise PromptrailError(f"{path}: no such file in the working tree")
-    text = _read(absolute)
-    shas = blame_lines(workspace.repo, relpath)
+    repo = workspace.repo
+    relpath = repo.relpath(Path(path) if rev is None or Path(path).is_absolute() else repo.root / path)
+    if rev is None:
+        absolute = workspace.root / relpath
+        if not absolute.is_file():
+            raise PromptrailError(f"{path}: no such file in the working tree")
+        text = _read(absolute)
+    else:
+        shown = repo.run("show", f"{rev}:{relpath}")
+        if not shown.ok:
+            raise PromptrailError(f"{path} does not exist at '{rev}'")
+        text = shown.stdout
+    shas = blame_lines(repo, relpath, rev=rev)
     run_of = workspace.resolver.resolve(set(shas))
     runs = workspace.store.runs_by_ids({r for r in run_of.values() if r})
     lines = text.split("\n")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -183,6 +184,31 @@ async def test_process_lingering_after_result_is_ended_and_the_run_succeeds(tmp_
     assert (finished.is_error, finished.complete, finished.cost_usd) == (False, True, 0.0125)
     assert elapsed < 3.5, elapsed  # linger 0.5 s + SIGTERM; nowhere near the script's 60 s
     await assert_gone(work / "pids")
+
+
+async def test_a_process_outside_the_group_holding_stdout_does_not_delay_the_end(tmp_path, work):
+    # The escaped process keeps the pipes open, so "the pipes closed" must not be what tells us
+    # that claude has exited (asyncio's proc.wait() waits for both).
+    path = stand_in(tmp_path, """
+        escaped = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                   start_new_session=True)
+        with open("escaped.pid", "w") as f:
+            f.write(str(escaped.pid))
+        emit(INIT)
+        time.sleep(60)
+    """)
+    agent = ClaudeCliAgent(claude_path=path, kill_grace=5.0)
+    events = []
+    try:
+        async for event in agent.events("do it", work):
+            events.append(event)
+            if isinstance(event, Started):
+                started = time.monotonic()
+                await agent.cancel()
+        assert time.monotonic() - started < 2  # SIGTERM is obeyed at once; no wait for kill_grace
+        assert only_finished(events).error == "cancelled"
+    finally:
+        os.kill(int((work / "escaped.pid").read_text()), signal.SIGKILL)
 
 
 async def test_cancel_mid_run_ends_the_process_group(tmp_path, work):

@@ -66,6 +66,8 @@ class ReplayAgent(Agent):
             if index and self.delay:
                 await self._pause()
             if self._cancelled.is_set():
+                # Not parser.finish_cancelled(): the parser has read ahead to the recorded result,
+                # whose cost this replay, stopped part-way, did not reach.
                 yield Finished(is_error=True, complete=False, error=CANCELLED)
                 return
             for event in events:

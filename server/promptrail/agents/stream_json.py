@@ -148,10 +148,13 @@ class StreamJsonParser:
                     cwd=_opt_str(obj.get("cwd")),
                 )
             ]
-        if kind == "assistant":
-            return [_assistant_block(block) for block in _content_blocks(obj) if not _is_empty_text(block)]
-        if kind == "user":
-            return [_user_block(block) for block in _content_blocks(obj)]
+        if kind in ("assistant", "user"):
+            blocks = _content_blocks(obj)
+            if blocks is None:
+                return [Raw(line)]  # a message shape we do not know: keep it whole
+            if kind == "user":
+                return [_user_block(block) for block in blocks]
+            return [_assistant_block(block) for block in blocks if not _is_empty_text(block)]
         if kind == "result":
             if self.result is not None:
                 # The first verdict stands; a second one is kept in the log, not silently applied.
@@ -162,12 +165,13 @@ class StreamJsonParser:
         return [Raw(line)]
 
 
-def _content_blocks(obj: dict[str, Any]) -> list[Any]:
+def _content_blocks(obj: dict[str, Any]) -> list[Any] | None:
+    """The message's content blocks (a plain string content is one text block); None if absent."""
     message = obj.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if isinstance(content, str):
-        content = [{"type": "text", "text": content}]
-    return content if isinstance(content, list) else []
+        return [{"type": "text", "text": content}]
+    return content if isinstance(content, list) else None
 
 
 def _is_empty_text(block: Any) -> bool:

@@ -42,14 +42,17 @@ def parse_porcelain(output: str) -> list[str]:
     return shas
 
 
-def blame_lines(repo: Repo, relpath: str, contents: str | None = None) -> list[str]:
+def blame_lines(repo: Repo, relpath: str, contents: str | None = None, rev: str | None = None) -> list[str]:
     """One commit SHA per line of the file (``UNCOMMITTED`` for lines not yet committed).
-    With ``contents``, blames that text (an editor's unsaved buffer) instead of the file."""
-    if repo.head_sha() is None:
+    With ``contents``, blames that text (an editor's unsaved buffer) instead of the file;
+    with ``rev``, the file as of that commit."""
+    if repo.head_sha_fast() is None:
         return []
     args = ["blame", "--porcelain", "-M", "-C"]
     if contents is not None:
         args += ["--contents", "-"]
+    if rev is not None:
+        args.append(rev)
     result = repo.run(*args, "--", relpath, stdin=contents)
     if not result.ok:
         return []

@@ -1,0 +1,210 @@
+"""``workspace/executeCommand`` handlers: the editor's verbs, each one call into the core.
+
+Arguments arrive as a list whose first item is an object (``[{"runId": "ab12"}]``); a client that
+sends positional values (``["ab12"]``) is understood too. Which repository: ``workspaceFolder`` or a
+document ``uri`` when given, else the active document's, else the first folder (``folders``).
+
+A ``PromptrailError`` (the user can fix it) becomes a JSON-RPC error response carrying its one-line
+message, and a ``window/showMessage`` error so it is seen even by clients that drop failed
+command results. Anything else is a bug: pygls answers with an internal error, the server lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from promptrail.errors import PromptrailError
+from promptrail.lsp.stream import RunStream
+
+if TYPE_CHECKING:
+    from promptrail.lsp.folders import Repository
+    from promptrail.lsp.server import PromptrailServer
+
+logger = logging.getLogger(__name__)
+
+RUN_PROMPT = "promptrail.runPrompt"
+CANCEL_RUN = "promptrail.cancelRun"
+SHOW_RUN = "promptrail.showRun"
+HISTORY = "promptrail.history"
+FEED = "promptrail.feed"
+
+
+class CommandFailed(JsonRpcException):
+    """The LSP ``RequestFailed`` error: the request was understood, and failed for a stated reason."""
+
+    CODE = -32803
+
+
+def options(args: tuple[Any, ...], positional: tuple[str, ...]) -> dict[str, Any]:
+    """The command's options: the first argument if it is an object, else positional values."""
+    if args and isinstance(args[0], dict):
+        return args[0]
+    if len(args) > len(positional):
+        raise PromptrailError(f"expected at most {len(positional)} arguments ({', '.join(positional)}), "
+                              f"got {len(args)}")
+    return dict(zip(positional, args))
+
+
+def _text(opts: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+    value = opts.get(name)
+    if value is None or value == "":
+        if required:
+            raise PromptrailError(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise PromptrailError(f"{name} must be a string, not {value!r}")
+    return value
+
+
+def _number(opts: dict[str, Any], name: str, default: float, kind: type = int) -> Any:
+    value = opts.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise PromptrailError(f"{name} must be a non-negative number, not {value!r}")
+    return kind(value)
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+def register(ls: PromptrailServer) -> None:
+    def command(name: str) -> Callable[[Handler], Handler]:
+        def decorate(handler: Handler) -> Handler:
+            # No annotation on `ls`: pygls resolves the handler's type hints at call time, and the
+            # server class is imported here for type checking only.
+            async def answer(ls, *args: Any) -> Any:  # type: ignore[no-untyped-def]
+                try:
+                    return await handler(ls, *args)
+                except PromptrailError as exc:
+                    ls.window_show_message(types.ShowMessageParams(
+                        type=types.MessageType.Error, message=f"promptrail: {exc}"))
+                    raise CommandFailed(str(exc)) from None
+
+            answer.__doc__ = handler.__doc__
+            ls.command(name)(answer)
+            return handler
+        return decorate
+
+    command(RUN_PROMPT)(run_prompt)
+    command(CANCEL_RUN)(cancel_run)
+    command(SHOW_RUN)(show_run)
+    command(HISTORY)(history)
+    command(FEED)(feed)
+
+
+# -- running ----------------------------------------------------------------------------------------
+async def run_prompt(ls: PromptrailServer, *args: Any) -> dict[str, str]:
+    """``{prompt, agent?, model?, mode?, transcript?, claudePath?, replayDelay?, workspaceFolder?, uri?}``
+    → ``{runId}`` as soon as the run row exists; the run goes on in the background."""
+    from promptrail.runs import RunRequest, start_run
+
+    opts = options(args, ("prompt", "agent", "model", "mode"))
+    prompt = _text(opts, "prompt", required=True)
+    transcript = _text(opts, "transcript")
+    request = RunRequest(
+        prompt=prompt, agent=_text(opts, "agent") or ("replay" if transcript else None),
+        model=_text(opts, "model"), mode=_text(opts, "mode"), transcript=transcript,
+        claude_path=_text(opts, "claudePath"), replay_delay=_number(opts, "replayDelay", 0.0, float))
+    repository = await ls.folders.for_command(opts)
+    stream = RunStream(ls)
+    try:
+        run = await start_run(repository.workspace, request, stream)
+    except BaseException as exc:
+        stream.abort(str(exc))
+        raise
+    stream.cancel = run.cancel
+    ls.active_runs[run.id] = run
+    ls.run_homes[run.id] = repository
+    assert run.task is not None
+    run.task.add_done_callback(functools.partial(_run_ended, ls, run.id, stream))
+    return {"runId": run.id}
+
+
+def _run_ended(ls: PromptrailServer, run_id: str, stream: RunStream, task: asyncio.Task[Any]) -> None:
+    ls.active_runs.pop(run_id, None)
+    if task.cancelled():
+        stream.abort("the run was stopped before it finished (the server is shutting down)")
+    elif task.exception() is not None:
+        exc = task.exception()
+        logger.error("run %s crashed", stream.run_id, exc_info=exc)
+        stream.abort(f"promptrail error: {exc}")
+
+
+async def cancel_run(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
+    """``{runId}`` → ``{runId, status}``: ``cancelling`` for a run this server is running, else the
+    run's recorded status (cancelling a finished run is no error: it may just have finished)."""
+    opts = options(args, ("runId",))
+    ref = _text(opts, "runId", required=True)
+    assert ref is not None
+    running = [run for run_id, run in ls.active_runs.items() if run_id.startswith(ref)]
+    if len(running) == 1:
+        run = running[0]
+        await run.cancel()
+        return {"runId": run.id, "status": "cancelling"}
+    repository, run_id = await _find_run(ls, opts, ref)
+    row = await asyncio.to_thread(repository.workspace.store.get_run, run_id)
+    assert row is not None
+    from promptrail.runs import FINAL_STATES
+
+    if row["status"] not in FINAL_STATES:
+        raise PromptrailError(f"run {run_id} is {row['status']} in another promptrail process; "
+                              "cancel it there")
+    return {"runId": run_id, "status": row["status"]}
+
+
+# -- asking -----------------------------------------------------------------------------------------
+async def show_run(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
+    """``{runId}`` → the run, exactly as ``promptrail show --json`` prints it."""
+    from promptrail import queries
+
+    opts = options(args, ("runId",))
+    ref = _text(opts, "runId", required=True)
+    assert ref is not None
+    repository, run_id = await _find_run(ls, opts, ref)
+    return await asyncio.to_thread(queries.run_json, repository.workspace, run_id)
+
+
+async def history(ls: PromptrailServer, *args: Any) -> list[dict[str, Any]]:
+    """``{search?, limit?}`` → runs, newest first (``promptrail history --json``)."""
+    from promptrail import queries
+
+    opts = options(args, ("search", "limit"))
+    repository = await ls.folders.for_command(opts)
+    return await asyncio.to_thread(queries.history, repository.workspace, search=_text(opts, "search"),
+                                   limit=_number(opts, "limit", 50))
+
+
+async def feed(ls: PromptrailServer, *args: Any) -> list[dict[str, Any]]:
+    """``{limit?}`` → the activity feed, newest first (``promptrail feed --json``)."""
+    from promptrail import queries
+
+    opts = options(args, ("limit",))
+    repository = await ls.folders.for_command(opts)
+    return await asyncio.to_thread(queries.feed, repository.workspace, limit=_number(opts, "limit", 100))
+
+
+async def _find_run(ls: PromptrailServer, opts: dict[str, Any], ref: str) -> tuple[Repository, str]:
+    """The repository holding run ``ref`` and its full id. A lens or a client may name a run
+    without its folder; then the runs started here, the default folder, and every other folder
+    are asked in turn, and the default folder's error is the one reported."""
+    if ref in ls.run_homes:
+        return ls.run_homes[ref], ref
+    first = await ls.folders.for_command(opts)
+    try:
+        return first, await asyncio.to_thread(first.workspace.store.resolve_run_id, ref)
+    except PromptrailError:
+        if opts.get("workspaceFolder") or opts.get("uri"):
+            raise
+        for other in await ls.folders.others(first):
+            try:
+                return other, await asyncio.to_thread(other.workspace.store.resolve_run_id, ref)
+            except PromptrailError:
+                continue
+        raise

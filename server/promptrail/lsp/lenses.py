@@ -1,0 +1,116 @@
+"""Code lenses over the lines AI runs wrote: one lens at the top of each contiguous group of lines
+from one run, titled lazily (``codeLens/resolve``) with ``queries.lens_title``.
+
+The attribution itself (blame → runs, grouping, caching, skipping files no run touched, the size
+limit) is the core's ``queries.Attribution``; this module only maps it to LSP. The document's
+current text is what gets blamed, so an unsaved buffer's lenses sit on the right lines. Git and
+SQLite run in a worker thread; a document outside any repository simply has no lenses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from lsprotocol import types
+
+from promptrail.errors import PromptrailError
+from promptrail.lsp.commands import SHOW_RUN
+from promptrail.lsp.folders import uri_to_path
+
+if TYPE_CHECKING:
+    from pygls.workspace.position_codec import PositionCodec
+
+    from promptrail.lsp.folders import Repository
+    from promptrail.lsp.server import PromptrailServer
+    from promptrail.workspace import Workspace
+
+
+def register(ls: PromptrailServer) -> None:
+    ls.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=True))(code_lens)
+    ls.feature(types.CODE_LENS_RESOLVE)(resolve_code_lens)
+
+
+async def code_lens(ls: PromptrailServer, params: types.CodeLensParams) -> list[types.CodeLens]:
+    uri = params.text_document.uri
+    path = uri_to_path(uri)
+    if path is None:
+        return []
+    repository = await ls.folders.for_document(uri)
+    if repository is None:
+        return []
+    document = ls.workspace.text_documents.get(unquote(uri))
+    # An open document's text may be unsaved: blame exactly that (`git blame --contents`).
+    text = document.source if document is not None else None
+    return await asyncio.to_thread(_lenses, repository, path, uri, text, ls.workspace.position_codec)
+
+
+def _lenses(repository: Repository, path: Path, uri: str, text: str | None,
+            codec: PositionCodec) -> list[types.CodeLens]:
+    try:
+        relpath = repository.workspace.repo.relpath(path)
+    except PromptrailError:  # a file outside the repository (a symlink out, say)
+        return []
+    attribution = repository.attribution.for_file(relpath, text)
+    if attribution.summary_only:
+        summary = _summary_lens(repository.workspace, relpath, uri)
+        return [summary] if summary else []
+    if not attribution.groups:
+        return []
+    lines = (text if text is not None else _read(path)).split("\n")
+    lenses = []
+    for group in attribution.groups:
+        last = lines[group.end].rstrip("\r") if group.end < len(lines) else ""
+        lenses.append(types.CodeLens(
+            range=types.Range(start=types.Position(line=group.start, character=0),
+                              end=types.Position(line=group.end, character=codec.client_num_units(last))),
+            data={"runId": group.run_id, "uri": uri}))
+    return lenses
+
+
+async def resolve_code_lens(ls: PromptrailServer, lens: types.CodeLens) -> types.CodeLens:
+    data = lens.data if isinstance(lens.data, dict) else {}
+    if lens.command is not None or not data.get("runId") or not data.get("uri"):
+        return lens
+    repository = await ls.folders.for_document(data["uri"])
+    row = await asyncio.to_thread(repository.workspace.store.get_run, data["runId"]) if repository else None
+    if row is None:
+        title = f"✦ run {data['runId']} (not in this repository's audit store)"
+    else:
+        from promptrail.queries import lens_title
+
+        title = lens_title(row)
+    lens.command = types.Command(title=title, command=SHOW_RUN,
+                                 arguments=[{"runId": data["runId"], "uri": data["uri"]}])
+    return lens
+
+
+def _summary_lens(workspace: Workspace, relpath: str, uri: str) -> types.CodeLens | None:
+    """One lens for a file too big to blame: how many runs changed it (in HEAD's history) and
+    what they cost. ``git log -- path`` is cheap next to a blame of such a file."""
+    # TODO(core): this belongs in queries (a `file_summary(ws, relpath)`); it is here until then.
+    from promptrail.queries import format_cost
+
+    shas = set(workspace.repo.run("log", "--format=%H", "--", relpath).stdout.split())
+    run_of = workspace.resolver.resolve(shas)
+    runs = workspace.store.runs_by_ids({run_id for run_id in run_of.values() if run_id})
+    if not runs:
+        return None
+    costs = [row["cost_usd"] for row in runs.values() if row.get("cost_usd") is not None]
+    total = format_cost(sum(costs)) + (" total" if len(costs) == len(runs) else " known")
+    count = f"{len(runs)} AI run{'s' if len(runs) != 1 else ''}"
+    latest = max(runs.values(), key=lambda row: row.get("started_at") or "")
+    title = f"✦ {count} changed this file · {total} · too large for line lenses"
+    start = types.Position(line=0, character=0)
+    return types.CodeLens(range=types.Range(start=start, end=start),
+                          command=types.Command(title=title, command=SHOW_RUN,
+                                                arguments=[{"runId": latest["id"], "uri": uri}]))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return ""

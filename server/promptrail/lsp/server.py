@@ -1,0 +1,93 @@
+"""The language server: its state (the folders' repositories, the runs it started), the wiring of
+LSP methods to ``commands``, ``lenses`` and ``folders``, and ``serve`` (``promptrail serve``).
+
+``initialize`` does nothing of promptrail's own: repositories are opened on the first request that
+needs them, and the git and SQLite modules are imported then too, so start-up costs what a bare
+pygls server costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from promptrail import __version__
+from promptrail.errors import PromptrailError
+from promptrail.lsp import commands, lenses
+from promptrail.lsp.folders import Folders, uri_to_path
+
+if TYPE_CHECKING:
+    from promptrail.lsp.folders import Repository
+    from promptrail.runs import Run
+
+#: How long `shutdown` waits for cancelled runs to record their end before the server exits.
+SHUTDOWN_GRACE_S = 5.0
+
+
+class PromptrailServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("promptrail", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.folders = Folders(self)
+        #: Runs started from this editor that have not ended yet (cancelRun, shutdown).
+        self.active_runs: dict[str, Run] = {}
+        #: Every run started here → its repository, so showRun needs no folder for them.
+        self.run_homes: dict[str, Repository] = {}
+
+
+def create_server() -> PromptrailServer:
+    server = PromptrailServer()
+    commands.register(server)
+    lenses.register(server)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: PromptrailServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.folders.active_uri = params.text_document.uri
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: PromptrailServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.folders.active_uri = params.text_document.uri
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: PromptrailServer, params: types.DidCloseTextDocumentParams) -> None:
+        if ls.folders.active_uri == params.text_document.uri:
+            ls.folders.active_uri = None
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def folders_changed(ls: PromptrailServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
+        ls.folders.folders_changed(
+            [p for p in (uri_to_path(f.uri) for f in params.event.added) if p],
+            [p for p in (uri_to_path(f.uri) for f in params.event.removed) if p])
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: PromptrailServer, params: None) -> None:
+        # An editor closing must not leave an agent editing files with nobody recording it:
+        # cancel what runs, and give the runs a moment to write their `cancelled` status.
+        runs = list(ls.active_runs.values())
+        for run in runs:
+            await run.cancel()
+        tasks = [run.task for run in runs if run.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+
+    return server
+
+
+def serve(transport: str, host: str | None, port: int | None) -> None:
+    """Run the language server until the client exits (``stdio``) or forever (``tcp``, ``ws``)."""
+    # stderr only: on stdio, stdout is the LSP channel and one stray byte breaks the client.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="promptrail-lsp %(levelname)s %(name)s: %(message)s")
+    server = create_server()
+    if transport == "stdio":
+        server.start_io()
+    elif transport in ("tcp", "ws"):
+        if host is None or port is None:
+            raise PromptrailError(f"--{transport} needs HOST:PORT")
+        (server.start_tcp if transport == "tcp" else server.start_ws)(host, port)
+    else:
+        raise PromptrailError(f"unknown transport '{transport}'; use stdio, tcp or ws")
