@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.claude_tools import ClaudeRun, find_claude, run_claude
+from tests.support.claude_tools import ClaudeRun, require_claude, run_claude
 from tests.support.fake_anthropic import FakeAnthropic, HttpError, Reply, ToolCall, Turn
 
 pytestmark = pytest.mark.e2e
@@ -25,13 +25,7 @@ TIMEOUT = 30  # seconds per CLI run; each test makes one run
 
 @pytest.fixture(scope="module")
 def claude() -> str:
-    path = find_claude()
-    if path is None:
-        message = "claude CLI not found (set PROMPTRAIL_CLAUDE or install it under .tools/)"
-        if os.environ.get("PROMPTRAIL_REQUIRE_E2E") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_claude()
 
 
 def run(

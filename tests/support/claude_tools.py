@@ -135,3 +135,17 @@ def run_claude(
     )
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return ClaudeRun(proc.returncode, proc.stdout, proc.stderr, events)
+
+
+def require_claude() -> str:
+    """The claude executable, or skip the test — fail it instead when ``PROMPTRAIL_REQUIRE_E2E=1``
+    (CI), so an end-to-end test can never silently not run there."""
+    import pytest
+
+    path = find_claude()
+    if path is None:
+        message = "claude CLI not found (set PROMPTRAIL_CLAUDE or run scripts/test, which installs it into .tools/)"
+        if os.environ.get("PROMPTRAIL_REQUIRE_E2E") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

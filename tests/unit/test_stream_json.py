@@ -91,7 +91,7 @@ def test_sample_maps_to_the_exact_event_sequence():
 # -- the result: is_error is the verdict -------------------------------------------------------
 
 # What the real CLI 2.1.197 printed when the API was unreachable (trimmed): subtype "success",
-# is_error true, a reported cost of 0 (the CLI's own figure, kept as reported).
+# is_error true, a "cost" of 0 with zero tokens: nothing was measured, so the cost is unknown (None).
 API_DOWN_RESULT = {
     "type": "result",
     "subtype": "success",
@@ -113,7 +113,7 @@ def test_is_error_under_subtype_success_is_a_failure():
         complete=True,
         result="API Error: Unable to connect to API (ConnectionRefused)",
         error="API Error: Unable to connect to API (ConnectionRefused)",
-        cost_usd=0.0,
+        cost_usd=None,
         usage=Usage(),
         num_turns=1,
         raw=API_DOWN_RESULT,

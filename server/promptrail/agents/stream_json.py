@@ -232,13 +232,23 @@ def _finished_from_result(obj: dict[str, Any]) -> Finished:
     is_error = obj.get("is_error") is not False
     result_text = obj.get("result") if isinstance(obj.get("result"), str) else ""
     num_turns = obj.get("num_turns")
+    usage = _usage(obj.get("usage"))
+    if usage is None or usage.total() == 0:
+        # After a dropped stream the CLI retries without streaming and then reports zero ``usage``
+        # while ``modelUsage`` holds the real counts.
+        usage = _model_usage(obj.get("modelUsage")) or usage
+    cost = _opt_number(obj.get("total_cost_usd"))
+    if is_error and cost == 0 and (usage is None or usage.total() == 0):
+        # No API call succeeded (401, 5xx): the CLI prints 0, but nothing was measured. Unknown
+        # cost is NULL, never 0.
+        cost = None
     return Finished(
         is_error=is_error,
         complete=True,
         result=result_text,
         error=_failure_text(obj, result_text) if is_error else None,
-        cost_usd=_opt_number(obj.get("total_cost_usd")),
-        usage=_usage(obj.get("usage")),
+        cost_usd=cost,
+        usage=usage,
         num_turns=num_turns if isinstance(num_turns, int) and not isinstance(num_turns, bool) else None,
         raw=obj,
     )
@@ -255,6 +265,20 @@ def _usage(usage: Any) -> Usage | None:
     )
 
 
+def _model_usage(per_model: Any) -> Usage | None:
+    """The sum over ``modelUsage`` (camelCase counts per model), or None when it has none."""
+    if not isinstance(per_model, dict) or not per_model:
+        return None
+    models = [m for m in per_model.values() if isinstance(m, dict)]
+    total = Usage(
+        input=sum(_count(m.get("inputTokens")) for m in models),
+        output=sum(_count(m.get("outputTokens")) for m in models),
+        cache_read=sum(_count(m.get("cacheReadInputTokens")) for m in models),
+        cache_write=sum(_count(m.get("cacheCreationInputTokens")) for m in models),
+    )
+    return total if total.total() else None
+
+
 def _failure_text(obj: dict[str, Any], result_text: str) -> str:
     parts: list[str] = []
     errors = obj.get("errors")
@@ -262,11 +286,11 @@ def _failure_text(obj: dict[str, Any], result_text: str) -> str:
         parts.extend(e if isinstance(e, str) else _compact_json(e) for e in errors)
     elif isinstance(errors, str) and errors:
         parts.append(errors)
-    status = obj.get("api_error_status")
-    if status not in (None, "", 0):
-        parts.append(f"API error status {status}")
     if result_text and result_text not in parts:
-        parts.append(result_text)
+        parts.insert(0, result_text)
+    status = obj.get("api_error_status")
+    if status not in (None, "", 0) and str(status) not in " ".join(parts):
+        parts.append(f"API error status {status}")
     if not parts:
         parts.append(f"claude reported an error (subtype {obj.get('subtype')!r})")
     return "; ".join(parts)

@@ -1,9 +1,15 @@
-"""Isolated worktrees: each run works on its own branch ``promptrail/<run-id>`` in a folder under
-the git common dir, so the user's working tree and index are never touched and concurrent runs
-never collide."""
+"""Isolated worktrees: each run works on its own branch ``promptrail/<run-id>`` in a folder of
+its own, so the user's working tree and index are never touched and concurrent runs never collide.
+
+The folders live in the user's cache (``$XDG_CACHE_HOME/promptrail/worktrees``), not under the
+git common dir: the Claude Code CLI treats every path below a ``.git`` folder as sensitive and
+refuses to edit it, so a worktree inside ``.git/`` would leave the agent unable to work.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -17,8 +23,14 @@ def branch_for(run_id: str) -> str:
     return BRANCH_PREFIX + run_id
 
 
+def worktree_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "promptrail" / "worktrees"
+
+
 def worktree_path(repo: Repo, run_id: str) -> Path:
-    return repo.state_dir / "worktrees" / run_id
+    # One folder per repository, named so a person browsing the cache can tell which is which.
+    tag = hashlib.sha1(str(repo.common_dir).encode()).hexdigest()[:8]
+    return worktree_root() / f"{repo.root.name}-{tag}" / run_id
 
 
 def create(repo: Repo, run_id: str, base_sha: str | None) -> tuple[Path, str]:

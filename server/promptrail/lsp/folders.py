@@ -153,7 +153,9 @@ class Folders:
         try:
             return await self.open(folder)
         except Exception as exc:  # noqa: BLE001 - a lens request must never fail for this
-            self.report_once(folder, exc)
+            # Said once for a workspace folder the user opened; a stray file elsewhere gets no word.
+            if folder in self.folder_paths():
+                self.report_once(folder, exc)
             return None
 
     async def for_command(self, options: dict[str, Any]) -> Repository:

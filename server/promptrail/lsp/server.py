@@ -82,6 +82,7 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     # stderr only: on stdio, stdout is the LSP channel and one stray byte breaks the client.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="promptrail-lsp %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pygls.protocol.json_rpc").addFilter(_without_user_errors)
     server = create_server()
     if transport == "stdio":
         server.start_io()
@@ -91,3 +92,9 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
         (server.start_tcp if transport == "tcp" else server.start_ws)(host, port)
     else:
         raise PromptrailError(f"unknown transport '{transport}'; use stdio, tcp or ws")
+
+
+def _without_user_errors(record: logging.LogRecord) -> bool:
+    # pygls logs every failed request with a traceback; a user's mistake answered with its one-line
+    # message (``CommandFailed``) is not a server fault and must not look like one in the log.
+    return not (record.exc_info and isinstance(record.exc_info[1], commands.CommandFailed))

@@ -1,0 +1,83 @@
+"""`promptrail run` with the real Claude Code CLI against the fake Messages API: the binary edits
+real files in the run's worktree, promptrail commits them and records tokens and cost; API
+failures end `failed` with the API's error text, no commit, cost unknown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.support.claude_tools import claude_env, require_claude
+from tests.support.fake_anthropic import FakeAnthropic, HttpError, ToolCall, Turn
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def claude() -> str:
+    return require_claude()
+
+
+def promptrail_run(repo: Path, claude: str, api: FakeAnthropic, home: Path, prompt: str = "do the task",
+                   max_retries: int | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    env = claude_env(api.url, home, max_retries=max_retries)
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    result = subprocess.run([sys.executable, "-m", "promptrail", "run", prompt, "--agent", "claude-cli",
+                             "--claude-path", claude, "--json", "--repo", str(repo)],
+                            capture_output=True, text=True, env=env, timeout=90)
+    assert result.stdout, result.stderr
+    return result, json.loads(result.stdout)
+
+
+def test_claude_writes_a_file(repo, claude, tmp_path):
+    script = [Turn(text="Creating it.", tool_uses=[ToolCall("Write", {"file_path": "{cwd}/hello.py",
+                                                                      "content": "print('hello')\n"})],
+                   input_tokens=1500, output_tokens=60),
+              Turn(text="Done: hello.py prints hello.", input_tokens=1700, output_tokens=20)]
+    with FakeAnthropic(script) as api:
+        result, data = promptrail_run(repo, claude, api, tmp_path / "home", prompt="add hello.py")
+    assert result.returncode == 0, result.stderr
+    assert data["status"] == "succeeded", data["error"]
+    assert data["agent"] == "claude-cli"
+    assert [(f["path"], f["status"]) for f in data["files"]] == [("hello.py", "added")]
+    assert git(repo, "show", f"{data['commit_sha']}:hello.py") == "print('hello')\n"
+    assert data["tokens"]["input"] == 3200 and data["tokens"]["output"] == 80
+    assert data["cost_usd"] is not None and data["cost_usd"] > 0
+    assert data["cost_source"] == "reported"
+    log = [e["text"] for e in json.loads(subprocess.run(
+        [sys.executable, "-m", "promptrail", "log", data["id"], "--json", "--repo", str(repo)],
+        capture_output=True, text=True, check=True).stdout)]
+    assert "Creating it." in log and "Write hello.py" in log
+
+
+def test_claude_edits_a_file(repo, claude, tmp_path):
+    script = [Turn(tool_uses=[ToolCall("Read", {"file_path": "{cwd}/app.py"})]),
+              Turn(tool_uses=[ToolCall("Edit", {"file_path": "{cwd}/app.py", "old_string": "return 1",
+                                                "new_string": "return 2"})]),
+              Turn(text="Changed main() to return 2.")]
+    with FakeAnthropic(script) as api:
+        result, data = promptrail_run(repo, claude, api, tmp_path / "home")
+    assert data["status"] == "succeeded", data["error"]
+    assert git(repo, "show", f"{data['commit_sha']}:app.py") == "def main():\n    return 2\n"
+    assert [(f["path"], f["additions"], f["deletions"]) for f in data["files"]] == [("app.py", 1, 1)]
+
+
+@pytest.mark.parametrize("status, expected", [
+    (401, "Failed to authenticate. API Error: 401"),
+    (500, "API Error: 500"),
+    (529, "API Error: 529"),
+])
+def test_api_errors_fail_the_run(repo, claude, tmp_path, status, expected):
+    with FakeAnthropic([HttpError(status, message="scripted failure", repeat=True)]) as api:
+        result, data = promptrail_run(repo, claude, api, tmp_path / "home", max_retries=0)
+    assert result.returncode == 1
+    assert data["status"] == "failed"
+    assert data["error"].startswith(expected)
+    assert data["commit_sha"] is None and data["files"] == []
+    assert data["cost_usd"] is None
+    assert git(repo, "rev-parse", data["branch"], check=False).strip() in ("", data["base_sha"])
