@@ -81,3 +81,43 @@ def test_api_errors_fail_the_run(repo, claude, tmp_path, status, expected):
     assert data["commit_sha"] is None and data["files"] == []
     assert data["cost_usd"] is None
     assert git(repo, "rev-parse", data["branch"], check=False).strip() in ("", data["base_sha"])
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """PIDs whose working directory is inside ``folder`` (the agent and anything it started)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(Path(proc / "cwd").resolve()).startswith(str(folder)):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_ctrl_c_cancels_the_run_and_ends_the_agent(repo, claude, tmp_path):
+    import signal
+    import time
+
+    script = [Turn(text="thinking very slowly", delay=60)]
+    with FakeAnthropic(script) as api:
+        env = claude_env(api.url, tmp_path / "home")
+        env["GIT_CONFIG_NOSYSTEM"] = "1"
+        proc = subprocess.Popen([sys.executable, "-m", "promptrail", "run", "slow task", "--agent", "claude-cli",
+                                 "--claude-path", claude, "--repo", str(repo)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 30
+        while not api.agent_requests and time.monotonic() < deadline:  # the agent is waiting on the API
+            time.sleep(0.05)
+        assert api.agent_requests, "claude never called the API"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    shown = json.loads(subprocess.run([sys.executable, "-m", "promptrail", "history", "--json", "--repo", str(repo)],
+                                      capture_output=True, text=True, check=True).stdout)[0]
+    assert shown["status"] == "cancelled"
+    assert shown["commit_sha"] is None
+    assert git(repo, "rev-parse", shown["branch"]).strip() == shown["base_sha"]
+    assert _processes_in(Path(shown["worktree"])) == []
+    assert "cancelling (Ctrl-C)" in err

@@ -51,7 +51,9 @@ class ReplayAgent(Agent):
             return
 
         parser = StreamJsonParser()
-        per_line = [parser.feed_line(line) for line in _split_lines(data)]
+        # Parsed in a thread: a long transcript takes seconds, which the event loop (and with it
+        # every editor request during a run) must not wait for.
+        per_line = await asyncio.to_thread(lambda: [parser.feed_line(line) for line in _split_lines(data)])
         # A change the recorded session failed to make (no match, permission denied...) left the
         # files as they were, so the replay must not make it either.
         failed_ids = {
@@ -65,6 +67,8 @@ class ReplayAgent(Agent):
         for index, events in enumerate(per_line):
             if index and self.delay:
                 await self._pause()
+            elif index % 64 == 0:
+                await asyncio.sleep(0)  # without a delay nothing here awaits: let the loop breathe
             if self._cancelled.is_set():
                 # Not parser.finish_cancelled(): the parser has read ahead to the recorded result,
                 # whose cost this replay, stopped part-way, did not reach.
