@@ -132,6 +132,14 @@ def test_verify_deleted_row(repo, ran):
     assert json.loads(broken.stdout)["reason"] == "row 3: expected row 2 here; a row was deleted"
 
 
+def test_verify_rows_cut_from_the_end(repo, ran):
+    _tamper(repo, "DELETE FROM events WHERE seq = 3")
+    broken = cli("verify", "--json", cwd=repo)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout) == {"ok": False, "checked": 2, "first_bad_seq": 3, "reason":
+                                         "row 3: missing; the feed had 3 rows (rows were deleted from its end)"}
+
+
 def test_verify_reordered_rows(repo, ran):
     conn = sqlite3.connect(repo / ".git" / "promptrail" / "audit.db")
     rows = conn.execute("SELECT seq, ts, kind, run_id, actor, data, prev_hash, hash FROM events ORDER BY seq").fetchall()

@@ -3,6 +3,10 @@
 Every row of ``events`` carries ``prev_hash`` and ``hash = sha256(prev_hash || canonical JSON of
 the row)``; the row's ``seq`` is inside the hashed JSON, so altering, deleting or reordering rows
 breaks the chain at the first affected row, which ``verify`` reports.
+
+A chain alone cannot show that its *last* rows were cut off, so the store also keeps the head
+(seq and hash of the newest row) in an anchor file beside the database; ``verify`` checks the
+chain against it.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ class Verdict:
     reason: str | None = None
 
 
-def verify(conn: sqlite3.Connection) -> Verdict:
-    """Walk the chain in storage order; report the first row that does not follow from its predecessor."""
+def verify(conn: sqlite3.Connection, anchor: tuple[int, str] | None = None) -> Verdict:
+    """Walk the chain in storage order; report the first row that does not follow from its
+    predecessor, or a chain that ends before the ``anchor`` (seq, hash) it must reach."""
     prev_hash, expected_seq, checked = GENESIS, 1, 0
     cursor = conn.execute(
         "SELECT seq, ts, kind, run_id, actor, data, prev_hash, hash FROM events ORDER BY rowid")
@@ -67,5 +72,10 @@ def verify(conn: sqlite3.Connection) -> Verdict:
             return Verdict(False, checked, seq, f"row {seq}: prev_hash does not match row {seq - 1}'s hash")
         if seal(prev_hash, row) != row["hash"]:
             return Verdict(False, checked, seq, f"row {seq}: content does not match its hash (row altered)")
+        if anchor and seq == anchor[0] and row["hash"] != anchor[1]:
+            return Verdict(False, checked, seq, f"row {seq}: does not match the recorded head of the feed")
         prev_hash, expected_seq, checked = row["hash"], seq + 1, checked + 1
+    if anchor and expected_seq <= anchor[0]:
+        return Verdict(False, checked, expected_seq,
+                       f"row {expected_seq}: missing; the feed had {anchor[0]} rows (rows were deleted from its end)")
     return Verdict(True, checked)

@@ -108,10 +108,11 @@ class AuditStore:
     def insert_run(self, row: dict[str, Any], *, event_actor: str | None) -> None:
         with self._write() as conn:
             self.db["runs"].insert(row)
-            ledger.append(conn, ts=row["started_at"], kind="run.started", run_id=row["id"],
-                          actor=event_actor, data={"prompt": row["prompt"], "agent": row["agent"],
-                                                   "model": row["model"], "mode": row["mode"],
-                                                   "base_sha": row["base_sha"]})
+            head = ledger.append(conn, ts=row["started_at"], kind="run.started", run_id=row["id"],
+                                 actor=event_actor, data={"prompt": row["prompt"], "agent": row["agent"],
+                                                          "model": row["model"], "mode": row["mode"],
+                                                          "base_sha": row["base_sha"]})
+            self._write_anchor(head)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         with self._write():
@@ -216,7 +217,26 @@ class AuditStore:
     def record_event(self, kind: str, *, run_id: str | None, actor: str | None,
                      data: dict[str, Any], ts: str | None = None) -> dict[str, Any]:
         with self._write() as conn:
-            return ledger.append(conn, ts=ts or utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
+            head = ledger.append(conn, ts=ts or utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
+            self._write_anchor(head)
+            return head
+
+    @property
+    def anchor_path(self) -> Path:
+        return self.path.with_name("feed-head")
+
+    def _write_anchor(self, head: dict[str, Any]) -> None:
+        # Written while the write transaction is held, so anchors follow the chain's order.
+        temporary = self.anchor_path.with_suffix(".tmp")
+        temporary.write_text(f"{head['seq']} {head['hash']}\n")
+        temporary.replace(self.anchor_path)
+
+    def _read_anchor(self) -> tuple[int, str] | None:
+        try:
+            seq, digest = self.anchor_path.read_text().split()
+            return int(seq), digest
+        except (OSError, ValueError):
+            return None
 
     def feed(self, *, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -229,7 +249,7 @@ class AuditStore:
 
     def verify(self) -> ledger.Verdict:
         with self._lock:
-            return ledger.verify(self.conn)
+            return ledger.verify(self.conn, self._read_anchor())
 
 
 class _WriteTransaction:
