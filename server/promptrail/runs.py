@@ -76,9 +76,16 @@ def make_agent(workspace: Workspace, request: RunRequest) -> Agent:
             raise PromptrailError(f"transcript not found: {transcript}")
         return ReplayAgent(path, delay=request.replay_delay)
     if name == "claude-cli":
+        import shutil
+
         from promptrail.agents.claude_cli import ClaudeCliAgent
 
-        return ClaudeCliAgent(claude_path=request.claude_path or settings.claude_path, model=model,
+        claude_path = request.claude_path or settings.claude_path
+        search_path = (request.agent_env or {}).get("PATH", os.environ.get("PATH"))
+        if shutil.which(claude_path, path=search_path) is None:
+            raise PromptrailError(f"claude CLI not found at '{claude_path}'; install it with "
+                                  "`npm install -g @anthropic-ai/claude-code` or pass --claude-path PATH")
+        return ClaudeCliAgent(claude_path=claude_path, model=model,
                               env=request.agent_env, silence_timeout=settings.silence_timeout_s)
     raise PromptrailError(f"the '{name}' agent is not available in this version; use claude-cli or replay")
 

@@ -55,6 +55,20 @@ def test_missing_transcript(repo):
     assert result.stderr == "promptrail: error: transcript not found: missing.jsonl\n"
 
 
+def test_missing_claude_binary(repo):
+    result = cli("run", "x", "--agent", "claude-cli", "--claude-path", "/nowhere/claude", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == ("promptrail: error: claude CLI not found at '/nowhere/claude'; install it with "
+                             "`npm install -g @anthropic-ai/claude-code` or pass --claude-path PATH\n")
+    assert json.loads(cli("history", "--json", cwd=repo).stdout) == []  # refused before any run row
+
+
+def test_empty_prompt(repo):
+    result = cli("run", "  ", "--agent", "replay", "--transcript", "x.jsonl", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == "promptrail: error: the prompt is empty; say what the agent should do\n"
+
+
 def test_malformed_config_names_file_and_line(repo):
     (repo / ".promptrail.toml").write_text("[agent]\nname = \"replay\"\nmode = \n")
     result = cli("run", "x", cwd=repo)

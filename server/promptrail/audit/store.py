@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,8 +23,17 @@ from promptrail.audit import ledger
 from promptrail.errors import PromptrailError
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current UTC time as ``2026-12-03T18:45:56.123Z`` (cheap: log lines call it per line)."""
+    global _second_cache
+    now = time.time()
+    second = int(now)
+    if second != _second_cache[0]:
+        _second_cache = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
