@@ -59,7 +59,7 @@ class TerminalSink:
     """Prints a run's log as it happens."""
 
     MARK = {"text": "│ ", "tool_use": "⚙ ", "tool_result": "  ↳ ", "system": "· ", "status": "· ",
-            "error": "✗ ", "git": "⎇ ", "raw": "  ", "stderr": "! "}
+            "error": "✗ ", "git": "⎇ ", "raw": "  ", "stderr": "! ", "check": "⚑ "}
 
     def __init__(self, quiet: bool = False, max_result_lines: int = 4) -> None:
         self.quiet, self.max_result_lines = quiet, max_result_lines
@@ -251,6 +251,109 @@ def verify(repo: str | None, as_json: bool) -> None:
                    f"({verdict.checked} events before it are intact)")
     if not verdict.ok:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="[PATHS]...")
+@click.option("--format", "output_format", type=click.Choice(["text", "github"]), default="text", show_default=True,
+              help="github: GitHub Actions workflow annotations (::error file=...::message).")
+@_repo_option
+@_json_option
+def check(paths: tuple[str, ...], output_format: str, repo: str | None, as_json: bool) -> None:
+    """Check files against the CLAUDE.md rules of the working tree (default: every tracked file).
+
+    Exit 1 when a violation has severity error, 0 otherwise; bad input exits 2."""
+    from promptrail import views
+    from promptrail.gitops.repo import Repo
+    from promptrail.standards import check_paths
+
+    if as_json and output_format != "text":
+        raise PromptrailError("choose one of --json and --format github")
+    report = check_paths(Repo(repo or (paths[0] if paths else ".")), list(paths))
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        lines = views.check_annotations(report) if output_format == "github" else views.check_report(report)
+        for line in lines:
+            click.echo(line)
+    if report.has_errors:
+        sys.exit(1)
+
+
+# -- gates --------------------------------------------------------------------------------------------
+@cli.group()
+def gate() -> None:
+    """Sign off, check and merge runs (policy: [gate] in the target branch's .promptrail.toml)."""
+
+
+def _print_gate(state, as_json: bool) -> None:
+    from promptrail import views
+
+    if as_json:
+        _print_json(state.as_dict())
+    else:
+        views.gate_state(state)
+
+
+@gate.command("simulate")
+@click.argument("run_ref", metavar="RUN")
+@_repo_option
+@_json_option
+def gate_simulate(run_ref: str, repo: str | None, as_json: bool) -> None:
+    """Run the policy's checks on exactly the run's commit and store their results."""
+    from promptrail import gates
+
+    state = asyncio.run(gates.simulate(_workspace(repo), run_ref, TerminalSink(quiet=as_json)))
+    _print_gate(state, as_json)
+    if any(c["status"] != "passed" for c in state.checks):
+        sys.exit(1)
+
+
+def _sign(decision: str):
+    @click.argument("run_ref", metavar="RUN")
+    @click.option("--comment", metavar="TEXT", default=None, help="Why; stored with the sign-off.")
+    @click.option("--sha", "reviewed_sha", metavar="SHA", default=None,
+                  help="The commit you reviewed (default: the run's commit); refused if the branch moved.")
+    @_repo_option
+    @_json_option
+    def command(run_ref: str, comment: str | None, reviewed_sha: str | None, repo: str | None, as_json: bool) -> None:
+        from promptrail import gates
+
+        _print_gate(gates.sign_off(_workspace(repo), run_ref, decision, comment=comment,
+                                   reviewed_sha=reviewed_sha), as_json)
+
+    command.__doc__ = f"{decision.capitalize()} the run's current commit as your git identity."
+    return command
+
+
+gate.command("approve")(_sign("approve"))
+gate.command("reject")(_sign("reject"))
+
+
+@gate.command("merge")
+@click.argument("run_ref", metavar="RUN")
+@_repo_option
+@_json_option
+def gate_merge(run_ref: str, repo: str | None, as_json: bool) -> None:
+    """Merge (deploy) an approved, green run into its target branch."""
+    from promptrail import gates
+
+    _print_gate(gates.merge(_workspace(repo), run_ref), as_json)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@_repo_option
+@_json_option
+def rollback(run_ref: str, repo: str | None, as_json: bool) -> None:
+    """Revert a merged run's commit on its target, recorded as its own attributed run."""
+    from promptrail import gates
+
+    data = gates.rollback(_workspace(repo), run_ref)
+    if as_json:
+        _print_json(data)
+    else:
+        _print_run_summary(data)
 
 
 @cli.command()

@@ -59,17 +59,22 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise PromptrailError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise PromptrailError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+    return parse_toml(text, str(path))
+
+
+def parse_toml(text: str, origin: str) -> dict[str, Any]:
+    """Parse TOML text from ``origin`` (a path, or ``branch:path`` for committed files)."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        # tomllib says "... (at line N, column M)"; restate it as file:line first.
+        # tomllib says "... (at line N, column M)"; restate it as origin:line first.
         message = str(exc)
         line = ""
         if "(at line " in message:
             where = message.rsplit("(at line ", 1)[1].rstrip(")")
             line = ":" + where.split(",")[0]
             message = message.rsplit(" (at line ", 1)[0]
-        raise PromptrailError(f"{path}{line}: invalid TOML: {message}; fix the file and retry") from None
+        raise PromptrailError(f"{origin}{line}: invalid TOML: {message}; fix the file and retry") from None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

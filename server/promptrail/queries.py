@@ -23,11 +23,21 @@ BIG_FILE_BYTES = 2_000_000
 
 
 def run_json(workspace: Workspace, run_ref: str) -> dict[str, Any]:
+    from promptrail.gates import gate_state
+
     store = workspace.store
     run_id = store.resolve_run_id(run_ref)
     row = store.get_run(run_id)
     assert row is not None
-    return run_dict(row, store.run_files(run_id))
+    data = run_dict(row, store.run_files(run_id))
+    data["violations"] = store.violations(run_id)
+    if row.get("commit_sha"):
+        try:
+            data["gate"] = {"status": row.get("gate_status"), **gate_state(workspace, row).as_dict()}
+            data["gate"]["status"] = data["gate"]["label"]
+        except PromptrailError as exc:  # a malformed policy must show, not hide the run
+            data["gate"] = {"status": "policy error", "error": str(exc)}
+    return data
 
 
 def run_dict(row: dict[str, Any], files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -43,8 +53,10 @@ def run_dict(row: dict[str, Any], files: list[dict[str, Any]] | None = None) -> 
         "cost_usd": row.get("cost_usd"), "cost_source": row.get("cost_source"),
         "num_turns": row.get("num_turns"), "session_id": row.get("session_id"),
         "started_at": row.get("started_at"), "ended_at": row.get("ended_at"), "error": row.get("error"),
-        "claude_md_sha": row.get("claude_md_sha"),
+        "claude_md_sha": row.get("claude_md_sha"), "target_branch": row.get("target_branch"),
+        "reverts_run_id": row.get("reverts_run_id"),
         "gate": {"status": row.get("gate_status")},
+        "policy_change": bool(row.get("policy_change")),
     }
     if files is not None:
         data["files"] = files

@@ -33,6 +33,7 @@ from promptrail.gitops import commit as gitcommit
 from promptrail.gitops import worktree
 from promptrail.gitops.repo import Identity
 from promptrail.redact import redact
+from promptrail.standards import run_check
 from promptrail.workspace import Workspace
 
 FINAL_STATES = ("succeeded", "no_changes", "failed", "cancelled", "incomplete", "hook_failed",
@@ -96,9 +97,10 @@ class LogBook:
 
     BATCH = 500
 
-    def __init__(self, store: AuditStore, run_id: str, sink: EventSink) -> None:
+    def __init__(self, store: AuditStore, run_id: str, sink: EventSink, start_seq: int = 0) -> None:
         self.store, self.run_id, self.sink = store, run_id, sink
-        self.seq = 0
+        #: A gate simulation appends to a finished run's log, continuing its numbering.
+        self.seq = start_seq
         self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name=f"log-{run_id}", daemon=True)
         self._writer.start()
@@ -152,6 +154,8 @@ class Run:
         #: Where the agent says it works (a replay reports the recorded folder): tool paths are
         #: shown relative to it, or else to the run's own folder.
         self.agent_cwd: Path | None = None
+        #: The CLAUDE.md check's summary once the commit was checked (``RunStatus.violations``).
+        self.check_summary: dict[str, Any] | None = None
 
     @property
     def store(self) -> AuditStore:
@@ -174,7 +178,7 @@ class Run:
         self.sink.emit(RunStatus(self.id, status, commit=self.row.get("commit_sha"),
                                  cost_usd=self.row.get("cost_usd"), tokens=tokens,
                                  gate={"status": self.row.get("gate_status")} if self.row.get("gate_status") else None,
-                                 error=self.row.get("error"), final=final))
+                                 error=self.row.get("error"), final=final, violations=self.check_summary))
 
     # -- the run ------------------------------------------------------------------------------
     async def execute(self) -> dict[str, Any]:
@@ -304,6 +308,9 @@ class Run:
                                 data={"commit": outcome.sha, "branch": self.row.get("branch"),
                                       "files": [f["path"] for f in files]})
         self.sink.emit(CommitLanded(self.id, outcome.sha, [f["path"] for f in files]))
+        self.check_summary = await run_check.check_run(
+            self.workspace, self.id, base_sha=self.row["base_sha"], commit_sha=outcome.sha, files=files,
+            actor=str(self.identity), log=self.log.add)
         if self.row["mode"] == "isolated":
             await asyncio.to_thread(worktree.remove, repo, workdir)
         result: dict[str, Any] = {"commit_sha": outcome.sha, "gate_status": "pending"}
@@ -370,6 +377,7 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
         "agent_label": agent.label or None, "model": request.model or settings.model, "mode": mode,
         "status": "queued", "base_sha": base_sha,
         "branch": worktree.branch_for(run_id) if mode == "isolated" else repo.head_branch(),
+        "target_branch": repo.head_branch(),
         "repo_root": str(repo.root), "claude_md_sha": claude_md.stdout.strip() if claude_md and claude_md.ok else None,
         "started_at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
     }

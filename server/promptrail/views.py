@@ -45,11 +45,18 @@ def run_summary(run: dict[str, Any]) -> None:
         ("commit", (run.get("commit_sha") or "none") + (f" on {run['branch']}" if run.get("branch") else "")),
         ("tokens", _tokens(run["tokens"])),
         ("cost", format_cost(run.get("cost_usd")) + (f" ({run['cost_source']})" if run.get("cost_source") else "")),
-        ("gate", run["gate"].get("status") or "-"),
+        ("gate", (run["gate"].get("status") or "-")
+         + (f" · cannot merge: {'; '.join(run['gate']['merge_blockers'])}" if run["gate"].get("merge_blockers")
+            and run["gate"].get("status") not in ("merged", "rolled back") else "")),
         ("started", run.get("started_at") or "-"), ("ended", run.get("ended_at") or "-"),
     ]
     if run.get("error"):
         rows.append(("error", Text(run["error"], style="red")))
+    if run.get("policy_change"):
+        rows.append(("policy", Text("changes CLAUDE.md or .promptrail.toml (checked against the base commit's rules)",
+                                    style="yellow")))
+    if "violations" in run and (run.get("commit_sha") or run["violations"]):
+        rows.append(("CLAUDE.md", _violation_counts(run["violations"])))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
@@ -64,6 +71,9 @@ def run_summary(run: dict[str, Any]) -> None:
                                                         style="green"),
                                Text(f"−{f['deletions']}" if f["deletions"] is not None else "bin", style="red"))
         console.print(file_table)
+    if run.get("violations"):
+        console.print(Text("violations", style="italic"))
+        run_violations(run["violations"])
 
 
 def history_table(runs: list[dict[str, Any]]) -> None:
@@ -114,3 +124,83 @@ def blame_lines(lines: list[dict[str, Any]]) -> None:
         previous = line["run_id"]
         marker = "✦" if line["run_id"] else " "
         console.print(Text(f"{line['line']:>{width}} {marker} {line['text']}"))
+
+
+def gate_state(state: Any) -> None:
+    console.print(Text(f"gate: {state.label}", style="bold"))
+    if state.target:
+        console.print(f"target {state.target} · reviewing {(state.sha or '')[:12]} · "
+                      f"{len(state.approvals)}/{state.required_approvals} approvals"
+                      + (f" · {state.stale_signoffs} stale sign-off(s)" if state.stale_signoffs else ""))
+    for check in state.checks:
+        style = "green" if check["status"] == "passed" else "red"
+        console.print(Text(f"  check {check['name']}: {check['status']} (exit {check['exit_code']}, "
+                           f"{check['duration_ms']} ms)", style=style))
+    if state.merge_blockers and state.status not in ("merged", "rolled_back"):
+        console.print("cannot merge yet: " + "; ".join(state.merge_blockers))
+    elif state.status not in ("merged", "rolled_back"):
+        console.print(Text("ready to merge", style="green"))
+
+
+# -- CLAUDE.md rules ----------------------------------------------------------------------------------
+_SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan", "hint": "dim"}
+
+
+def _violation_counts(violations: list[dict[str, Any]]) -> Text:
+    if not violations:
+        return Text("no violations", style="green")
+    counts: dict[str, int] = {}
+    for violation in violations:
+        counts[violation["severity"]] = counts.get(violation["severity"], 0) + 1
+    text = Text()
+    for severity in ("error", "warning", "info", "hint"):
+        if counts.get(severity):
+            text.append(f"{counts[severity]} {severity}  ", style=_SEVERITY_STYLE[severity])
+    return text
+
+
+def run_violations(violations: list[dict[str, Any]]) -> None:
+    """A run's violations, one line each (``path:line:col: severity [rule] message``)."""
+    for v in violations:
+        console.print(Text(f"  {v['path']}:{v['line']}:{v['start_col'] + 1}: ") +
+                      Text(v["severity"], style=_SEVERITY_STYLE.get(v["severity"], "")) +
+                      Text(f" [{v['rule_id']}] {v['message']}"))
+
+
+def check_report(report: Any) -> list[str]:
+    """``promptrail check`` as plain lines: CLAUDE.md problems, violations, then a summary.
+    Columns are 1-based for people and editors (``path:line:col``)."""
+    lines = [f"{p.path}:{p.line}:{p.start_col + 1}: {p.severity} [{p.code}] {p.message}" for p in report.problems]
+    lines += [f"{v.path}:{v.line}:{v.start_col + 1}: {v.severity} [{v.rule_id}] {v.message}"
+              for v in report.violations]
+    counts: dict[str, int] = {}
+    for v in report.violations:
+        counts[v.severity] = counts.get(v.severity, 0) + 1
+    found = ", ".join(f"{counts[s]} {s}" for s in ("error", "warning", "info", "hint") if counts.get(s))
+    problems = f" · {len(report.problems)} CLAUDE.md problem(s)" if report.problems else ""
+    lines.append(f"{found or 'no violations'} · {report.files_checked} file(s), {report.rules} rule(s){problems}")
+    return lines
+
+
+_ANNOTATION_LEVEL = {"error": "error", "warning": "warning", "info": "notice", "hint": "notice"}
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _annotation(severity: str, path: str, line: int, col: int, title: str, message: str) -> str:
+    return (f"::{_ANNOTATION_LEVEL.get(severity, 'notice')} file={_escape_property(path)},line={line},col={col},"
+            f"title={_escape_property(title)}::{_escape_data(message)}")
+
+
+def check_annotations(report: Any) -> list[str]:
+    """``promptrail check --format github``: one GitHub Actions workflow command per finding."""
+    return ([_annotation(p.severity, p.path, p.line, p.start_col + 1, f"CLAUDE.md {p.code}", p.message)
+             for p in report.problems]
+            + [_annotation(v.severity, v.path, v.line, v.start_col + 1, f"CLAUDE.md rule {v.rule_id}", v.message)
+               for v in report.violations])

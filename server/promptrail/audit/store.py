@@ -60,8 +60,32 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["run_id"])
 
 
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Quality gates: the branch a run targets, sign-offs bound to a SHA, check results."""
+    db["runs"].add_column("target_branch", str)
+    db["runs"].add_column("reverts_run_id", str)
+    db["signoffs"].create({"id": int, "run_id": str, "commit_sha": str, "actor_name": str, "actor_email": str,
+                           "decision": str, "comment": str, "ts": str}, pk="id")
+    db["signoffs"].create_index(["run_id"])
+    db["checks"].create({"id": int, "run_id": str, "commit_sha": str, "name": str, "command": str,
+                         "exit_code": int, "status": str, "duration_ms": int, "output": str, "ts": str}, pk="id")
+    db["checks"].create_index(["run_id"])
+
+
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """CLAUDE.md rule violations found by a run's check, and the run's ``policy_change`` flag
+    (1 when the run changed a CLAUDE.md or .promptrail.toml; NULL for runs never checked)."""
+    db["violations"].create({
+        "id": int, "run_id": str, "rule_id": str, "path": str, "line": int, "start_col": int, "end_col": int,
+        "severity": str, "message": str, "source": str, "rule_file": str, "rule_line": int,
+    }, pk="id")
+    db["violations"].create_index(["run_id"])
+    db["violations"].create_index(["path"])
+    db["runs"].add_column("policy_change", int)
+
+
 #: Numbered migrations; index + 1 is the schema version they produce. Append, never edit.
-MIGRATIONS = [_migration_1]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 RUN_TOKEN_COLUMNS = {"input": "tokens_input", "output": "tokens_output",
@@ -207,6 +231,43 @@ class AuditStore:
         """Changes whenever another connection commits (cheap cache invalidation)."""
         with self._lock:
             return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    # -- gates ----------------------------------------------------------------------------------
+    def add_signoff(self, row: dict[str, Any]) -> None:
+        with self._write():
+            self.db["signoffs"].insert(row)
+
+    def signoffs(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query("SELECT * FROM signoffs WHERE run_id = ? ORDER BY id", [run_id]))
+
+    def add_check(self, row: dict[str, Any]) -> None:
+        with self._write():
+            self.db["checks"].insert(row)
+
+    def checks(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query("SELECT * FROM checks WHERE run_id = ? ORDER BY id", [run_id]))
+
+    # -- violations -------------------------------------------------------------------------
+    VIOLATION_COLUMNS = ("rule_id", "path", "line", "start_col", "end_col", "severity", "message", "source",
+                         "rule_file", "rule_line")
+
+    def set_violations(self, run_id: str, violations: list[dict[str, Any]], *, source: str | None = None) -> None:
+        """Replace a run's violations (only those of ``source``, when given) with ``violations``."""
+        with self._write():
+            if source is None:
+                self.db["violations"].delete_where("run_id = ?", [run_id])
+            else:
+                self.db["violations"].delete_where("run_id = ? AND source = ?", [run_id, source])
+            self.db["violations"].insert_all(
+                [{"run_id": run_id, **{key: v.get(key) for key in self.VIOLATION_COLUMNS}} for v in violations])
+
+    def violations(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            columns = ", ".join(self.VIOLATION_COLUMNS)
+            return list(self.db.query(f"SELECT {columns} FROM violations WHERE run_id = ? "
+                                      "ORDER BY path, line, start_col, rule_id, id", [run_id]))
 
     # -- log ------------------------------------------------------------------------------
     def append_log(self, entries: list[tuple[str, int, str, str, str]]) -> None:

@@ -21,7 +21,7 @@ import git
 
 from promptrail.errors import PromptrailError
 
-_lock_registry: dict[str, threading.Lock] = {}
+_lock_registry: dict[str, "_ReentrantFileLock"] = {}
 _lock_registry_guard = threading.Lock()
 
 
@@ -144,14 +144,35 @@ class Repo:
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
         """Serialise writes to shared refs (commits, notes, worktree admin) across threads and
-        processes, so concurrent runs never meet an ``index.lock`` or ``cannot lock ref``."""
+        processes, so concurrent runs never meet an ``index.lock`` or ``cannot lock ref``.
+        Re-entrant within a thread (a merge holds it while making its scratch worktree)."""
         lock_path = self.state_dir / "repo.lock"
         with _lock_registry_guard:
-            thread_lock = _lock_registry.setdefault(str(lock_path), threading.Lock())
-        with thread_lock:
-            with open(lock_path, "a+") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
+            entry = _lock_registry.setdefault(str(lock_path), _ReentrantFileLock(lock_path))
+        with entry:
+            yield
+
+
+class _ReentrantFileLock:
+    """A thread lock plus an ``flock`` on a file, taken once per outermost holder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._handle = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self._depth == 0:
+            self._handle = open(self.path, "a+")
+            fcntl.flock(self._handle, fcntl.LOCK_EX)
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+        self._thread_lock.release()
