@@ -4,7 +4,6 @@ code lenses, against real git repositories and the real audit store (see tests/e
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from promptrail.gitops.repo import NO_IDENTITY
 from tests.conftest import git
-from tests.e2e.conftest import SAMPLE, SERVER_COMMAND, LspFolders, Recorder, cli_json, execute, open_session
+from tests.e2e.conftest import (SAMPLE, SERVER_COMMAND, LspFolders, Recorder, cli_json, execute, open_session,
+                               wait_until)
 
 pytestmark = pytest.mark.e2e
 
@@ -76,13 +76,16 @@ async def test_run_prompt_streams_log_progress_status_and_lenses(lsp: LanguageCl
     assert [s["status"] for s in events.statuses(run_id)] == ["running", "committing", "succeeded"]
 
     # Progress: begin … end on a token the server created, ended with the outcome.
-    await asyncio.wait_for(_until(lambda: progress_of(lsp, run_id)[-1:] and
-                                  isinstance(progress_of(lsp, run_id)[-1], types.WorkDoneProgressEnd)), 5)
+    await wait_until(lambda: isinstance((progress_of(lsp, run_id) or [None])[-1], types.WorkDoneProgressEnd),
+                     5, "the end of the run's progress")
     progress = progress_of(lsp, run_id)
     assert isinstance(progress[0], types.WorkDoneProgressBegin)
     assert all(isinstance(value, types.WorkDoneProgressReport) for value in progress[1:-1])
     assert "succeeded" in (progress[-1].message or "")
-    assert events.lens_refreshes >= 1
+    await wait_until(lambda: events.lens_refreshes >= 1, 5)
+    # Generic clients get the run's status lines (not its every log entry) as window/logMessage.
+    lines = [m.message for m in lsp.log_messages if run_id in m.message]
+    assert len(lines) == 4 and lines[-1].startswith(f"promptrail: run {run_id}: succeeded · commit ")
 
     # Lenses: once the run's branch is merged, its lines carry one lens that resolves to the run.
     git(lsp_folders.repo, "merge", "-q", "--ff-only", f"promptrail/{run_id}")
@@ -108,11 +111,6 @@ async def test_run_prompt_streams_log_progress_status_and_lenses(lsp: LanguageCl
     assert [(m.range.start.line, m.range.end.line) for m in moved] == [(2, 3)]
 
 
-async def _until(condition) -> None:
-    while not condition():
-        await asyncio.sleep(0.02)
-
-
 # -- 2. the asking commands are the CLI's answers --------------------------------------------------------
 async def test_show_history_and_feed_match_the_cli(lsp: LanguageClient, lsp_folders: LspFolders):
     run_id = await run_prompt(lsp, lsp_folders)
@@ -132,22 +130,49 @@ async def test_show_history_and_feed_match_the_cli(lsp: LanguageClient, lsp_fold
     assert {"run.started", "run.committed", "run.succeeded"} <= {event["kind"] for event in feed}
 
 
+async def test_each_folder_is_its_own_repository(lsp: LanguageClient, lsp_folders: LspFolders):
+    # A run made from the terminal in the second folder: the server finds it without being told
+    # where, and the second folder's documents get their own lenses.
+    second = lsp_folders.anonymous
+    git(second, "config", "user.name", "Dev Two")
+    git(second, "config", "user.email", "two@example.com")
+    git(second, "commit", "-q", "--allow-empty", "-m", "start")
+    run = cli_json(second, "run", "add greet", "--transcript", str(SAMPLE))
+    git(second, "merge", "-q", "--ff-only", run["branch"])
+
+    assert await execute(lsp, "promptrail.showRun", {"runId": run["id"]}) == cli_json(second, "show", run["id"])
+    lenses = await code_lenses(lsp, await open_document(lsp, second / "greet.py"))
+    assert [(lens.range.start.line, lens.range.end.line) for lens in lenses] == [(0, 1)]
+    resolved = await lsp.code_lens_resolve_async(lenses[0])
+    assert resolved.command is not None and resolved.command.arguments[0]["runId"] == run["id"]
+    assert await code_lenses(lsp, await open_document(lsp, lsp_folders.repo / "README.md")) == []
+
+
 # -- 3. cancel -----------------------------------------------------------------------------------------
 async def test_cancel_mid_run(lsp: LanguageClient, lsp_folders: LspFolders):
     events = recorder(lsp)
     base = git(lsp_folders.repo, "rev-parse", "HEAD").strip()
     run_id = await run_prompt(lsp, lsp_folders, replayDelay=0.5)
-    await asyncio.wait_for(_until(lambda: events.entries(run_id)), 10)
+    await wait_until(lambda: events.entries(run_id), 10)
 
     assert await execute(lsp, "promptrail.cancelRun", {"runId": run_id}) == {"runId": run_id, "status": "cancelling"}
     final = await events.wait_final(run_id)
     assert final["status"] == "cancelled" and "commit" not in final
-    await asyncio.wait_for(_until(lambda: isinstance(progress_of(lsp, run_id)[-1], types.WorkDoneProgressEnd)), 5)
+    await wait_until(lambda: isinstance((progress_of(lsp, run_id) or [None])[-1], types.WorkDoneProgressEnd), 5)
     assert "cancelled" in (progress_of(lsp, run_id)[-1].message or "")
     assert git(lsp_folders.repo, "rev-list", f"{base}..promptrail/{run_id}").strip() == ""
     assert (await execute(lsp, "promptrail.showRun", run_id))["commit_sha"] is None
     # Cancelling a run that already ended is no error: it answers with how it ended.
     assert await execute(lsp, "promptrail.cancelRun", run_id) == {"runId": run_id, "status": "cancelled"}
+
+
+async def test_cancel_from_the_progress_notification(lsp: LanguageClient, lsp_folders: LspFolders):
+    run_id = await run_prompt(lsp, lsp_folders, replayDelay=0.5)
+    await wait_until(lambda: progress_of(lsp, run_id), 10)
+    token = next(token for token, values in lsp.progress_reports.items() if values == progress_of(lsp, run_id))
+    assert progress_of(lsp, run_id)[0].cancellable is True
+    lsp.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+    assert (await recorder(lsp).wait_final(run_id))["status"] == "cancelled"
 
 
 # -- 4. what the user can get wrong ----------------------------------------------------------------------
@@ -159,7 +184,7 @@ async def test_no_identity_and_no_repository(lsp: LanguageClient, lsp_folders: L
     assert no_identity.value.message == NO_IDENTITY
     assert cli_json(lsp_folders.anonymous, "history") == [], "no run row: the error came before the run"
     assert "user." not in git(lsp_folders.anonymous, "config", "--list", "--show-origin")
-    await asyncio.wait_for(_until(lambda: lsp.messages), 5)
+    await wait_until(lambda: lsp.messages, 5)
     assert lsp.messages[-1].type == types.MessageType.Error and NO_IDENTITY in lsp.messages[-1].message
 
     with pytest.raises(JsonRpcException) as unknown:
@@ -179,6 +204,18 @@ async def test_no_identity_and_no_repository(lsp: LanguageClient, lsp_folders: L
     outside = lsp_folders.plain.parent / "loose.txt"
     outside.write_text("loose\n")
     assert await code_lenses(lsp, await open_document(lsp, outside)) == []
+
+
+async def test_lens_ranges_count_utf16_code_units(lsp: LanguageClient, lsp_folders: LspFolders, tmp_path: Path):
+    from tests.support.transcripts import Write, write_transcript
+
+    transcript = write_transcript(tmp_path / "emoji.jsonl", [Write("emoji.py", "a = 1\ns = '😀 日本'\n")])
+    run_id = await run_prompt(lsp, lsp_folders, "add emoji", transcript=str(transcript))
+    assert (await recorder(lsp).wait_final(run_id))["status"] == "succeeded"
+    git(lsp_folders.repo, "merge", "-q", "--ff-only", f"promptrail/{run_id}")
+    lenses = await code_lenses(lsp, await open_document(lsp, lsp_folders.repo / "emoji.py"))
+    # "s = '😀 日本'": 10 characters, 11 UTF-16 code units (the emoji is a surrogate pair).
+    assert [(lens.range.start.line, lens.range.end.line, lens.range.end.character) for lens in lenses] == [(0, 1, 11)]
 
 
 # -- big files -------------------------------------------------------------------------------------------

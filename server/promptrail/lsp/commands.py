@@ -74,29 +74,25 @@ def _number(opts: dict[str, Any], name: str, default: float, kind: type = int) -
 Handler = Callable[..., Awaitable[Any]]
 
 
-def register(ls: PromptrailServer) -> None:
-    def command(name: str) -> Callable[[Handler], Handler]:
-        def decorate(handler: Handler) -> Handler:
-            # No annotation on `ls`: pygls resolves the handler's type hints at call time, and the
-            # server class is imported here for type checking only.
-            async def answer(ls, *args: Any) -> Any:  # type: ignore[no-untyped-def]
-                try:
-                    return await handler(ls, *args)
-                except PromptrailError as exc:
-                    ls.window_show_message(types.ShowMessageParams(
-                        type=types.MessageType.Error, message=f"promptrail: {exc}"))
-                    raise CommandFailed(str(exc)) from None
+def register(server: PromptrailServer) -> None:
+    for name, handler in ((RUN_PROMPT, run_prompt), (CANCEL_RUN, cancel_run), (SHOW_RUN, show_run),
+                          (HISTORY, history), (FEED, feed)):
+        server.command(name)(_answering_errors(handler))
 
-            answer.__doc__ = handler.__doc__
-            ls.command(name)(answer)
-            return handler
-        return decorate
 
-    command(RUN_PROMPT)(run_prompt)
-    command(CANCEL_RUN)(cancel_run)
-    command(SHOW_RUN)(show_run)
-    command(HISTORY)(history)
-    command(FEED)(feed)
+def _answering_errors(handler: Handler) -> Handler:
+    # `ls` stays unannotated: pygls resolves a command's type hints when it is called, and the
+    # server class is only imported here for type checking.
+    async def answer(ls, *args: Any) -> Any:
+        try:
+            return await handler(ls, *args)
+        except PromptrailError as exc:
+            ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Error,
+                                                           message=f"promptrail: {exc}"))
+            raise CommandFailed(str(exc)) from None
+
+    answer.__doc__ = handler.__doc__
+    return answer
 
 
 # -- running ----------------------------------------------------------------------------------------
