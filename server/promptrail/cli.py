@@ -124,8 +124,6 @@ def run(prompt: str, agent: str | None, transcript: str | None, model: str | Non
     from promptrail.runs import RunRequest
 
     workspace = _workspace(repo)
-    if transcript and not agent:
-        agent = "replay"
     request = RunRequest(prompt=prompt, agent=agent, model=model, mode=mode, transcript=transcript,
                          claude_path=claude_path)
     data = asyncio.run(_run_to_end(workspace, request, TerminalSink(quiet=as_json)))

@@ -190,10 +190,12 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
     policy, target = policy_for(workspace, run)
     tip = _branch_tip(repo, run.get("branch")) or run["commit_sha"]
     signoffs = store.signoffs(run["id"])
-    fresh = [s for s in signoffs if s["commit_sha"] == tip]
+    # One voice per person: their latest sign-off on this SHA counts.
+    latest_by_actor = {s["actor_email"].lower(): s for s in signoffs if s["commit_sha"] == tip}
+    fresh = list(latest_by_actor.values())
     approvals = [s for s in fresh if s["decision"] == "approve"]
     rejections = [s for s in fresh if s["decision"] == "reject"]
-    stale = len(signoffs) - len(fresh)
+    stale = len({s["actor_email"].lower() for s in signoffs if s["commit_sha"] != tip})
     checks = [c for c in store.checks(run["id"]) if c["commit_sha"] == tip]
     latest = {c["name"]: c for c in checks}  # the newest result per check name
     blocking = [v for v in store.violations(run["id"]) if v["severity"] in policy.block_on] \
@@ -251,21 +253,42 @@ def _run(workspace: Workspace, run_ref: str) -> dict[str, Any]:
 
 
 # -- sign-off -----------------------------------------------------------------------------------
+def why_not_sign_off(workspace: Workspace, run: dict[str, Any], actor: Identity) -> str | None:
+    """Why ``actor`` may not approve or reject ``run`` now, or None when they may."""
+    policy, _ = policy_for(workspace, run)
+    if run.get("gate_status") in ("merged", "rolled back"):
+        return f"run {run['id']} is already {run['gate_status']}"
+    if not policy.may_approve(actor.email):
+        return (f"{actor.email} is not an approver for this run "
+                f"(approvers: {', '.join(policy.approvers)} in {policy.source})")
+    if actor.email.lower() == (run.get("actor_email") or "").lower() and not policy.allow_self_approval:
+        return (f"{actor.email} prompted run {run['id']}; the four-eyes rule needs someone else "
+                "to sign off (allow_self_approval = false)")
+    return None
+
+
+def reviewable_by_me(workspace: Workspace, rows: list[dict[str, Any]]) -> set[str]:
+    """The ids of ``rows`` whose gate is open and which this user (git identity) may sign off.
+    For the editor's Approve · Reject · Simulate lenses; a broken policy or no identity → none."""
+    open_rows = [r for r in rows if r.get("commit_sha") and r.get("gate_status") not in ("merged", "rolled back")]
+    if not open_rows:
+        return set()
+    try:
+        actor = workspace.repo.identity()
+        return {r["id"] for r in open_rows if why_not_sign_off(workspace, r, actor) is None}
+    except PromptrailError:
+        return set()
+
+
 def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str | None = None,
              reviewed_sha: str | None = None, sink: EventSink | None = None) -> GateState:
     """Approve or reject the run's current commit as the git identity of this user."""
     assert decision in ("approve", "reject")
     run = _run(workspace, run_ref)
     actor = workspace.repo.identity()
-    policy, _ = policy_for(workspace, run)
-    if run.get("gate_status") in ("merged", "rolled back"):
-        raise PromptrailError(f"run {run['id']} is already {run['gate_status']}")
-    if not policy.may_approve(actor.email):
-        raise PromptrailError(f"{actor.email} is not an approver for this run "
-                              f"(approvers: {', '.join(policy.approvers)} in {policy.source})")
-    if actor.email.lower() == (run.get("actor_email") or "").lower() and not policy.allow_self_approval:
-        raise PromptrailError(f"{actor.email} prompted run {run['id']}; the four-eyes rule needs someone else "
-                              "to sign off (allow_self_approval = false)")
+    refusal = why_not_sign_off(workspace, run, actor)
+    if refusal:
+        raise PromptrailError(refusal)
     tip = _branch_tip(workspace.repo, run["branch"]) or run["commit_sha"]
     expected = reviewed_sha or run["commit_sha"]
     if not tip.startswith(expected):

@@ -163,6 +163,22 @@ class Attribution:
         return result
 
 
+def file_summary(workspace: Workspace, relpath: str) -> dict[str, Any] | None:
+    """For a file too big to blame: the runs in HEAD's history that changed it and what they cost
+    (``git log -- path`` is cheap next to a blame of such a file). None when no run changed it."""
+    shas = set(workspace.repo.run("log", "--format=%H", "--", relpath).stdout.split())
+    run_of = workspace.resolver.resolve(shas)
+    runs = workspace.store.runs_by_ids({run_id for run_id in run_of.values() if run_id})
+    if not runs:
+        return None
+    costs = [row["cost_usd"] for row in runs.values() if row.get("cost_usd") is not None]
+    latest = max(runs.values(), key=lambda row: row.get("started_at") or "")
+    count = f"{len(runs)} AI run{'s' if len(runs) != 1 else ''}"
+    total = format_cost(sum(costs)) + (" total" if len(costs) == len(runs) else " known")
+    return {"runs": len(runs), "cost_usd": sum(costs) if costs else None, "latest_run_id": latest["id"],
+            "title": f"✦ {count} changed this file · {total} · too large for line lenses"}
+
+
 def _read(path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="surrogateescape")

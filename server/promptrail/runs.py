@@ -60,7 +60,8 @@ def new_run_id() -> str:
 
 def make_agent(workspace: Workspace, request: RunRequest) -> Agent:
     settings = workspace.config.agent
-    name = request.agent or settings.name
+    # A transcript only means something to the replay agent: giving one picks it.
+    name = request.agent or ("replay" if request.transcript else settings.name)
     if name not in AGENTS:
         raise PromptrailError(f"unknown agent '{name}'; use one of {', '.join(AGENTS)}")
     model = request.model or settings.model

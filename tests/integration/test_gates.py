@@ -68,6 +68,7 @@ def test_approver_globs_and_required_count(repo):
         gates.sign_off(ws, data["id"], "approve")
     as_user(repo, "ana@leads.example.com")
     assert gates.sign_off(ws, data["id"], "approve").label == "1/2 approvals"
+    assert gates.sign_off(ws, data["id"], "approve").label == "1/2 approvals"  # one voice per person
     as_user(repo, "cto@example.com")
     assert gates.sign_off(ws, data["id"], "approve").label == "approved by ana@leads.example.com, cto@example.com"
 

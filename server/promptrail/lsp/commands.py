@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from promptrail.errors import PromptrailError
-from promptrail.lsp.stream import RunStream
+from promptrail.lsp.stream import RunStream, client_supports_lens_refresh
 
 if TYPE_CHECKING:
     from promptrail.lsp.folders import Repository
@@ -33,6 +33,11 @@ CANCEL_RUN = "promptrail.cancelRun"
 SHOW_RUN = "promptrail.showRun"
 HISTORY = "promptrail.history"
 FEED = "promptrail.feed"
+GATE_SIMULATE = "promptrail.gate.simulate"
+GATE_APPROVE = "promptrail.gate.approve"
+GATE_REJECT = "promptrail.gate.reject"
+GATE_MERGE = "promptrail.gate.merge"
+ROLLBACK = "promptrail.rollback"
 
 
 class CommandFailed(JsonRpcException):
@@ -76,7 +81,9 @@ Handler = Callable[..., Awaitable[Any]]
 
 def register(server: PromptrailServer) -> None:
     for name, handler in ((RUN_PROMPT, run_prompt), (CANCEL_RUN, cancel_run), (SHOW_RUN, show_run),
-                          (HISTORY, history), (FEED, feed)):
+                          (HISTORY, history), (FEED, feed), (GATE_SIMULATE, gate_simulate),
+                          (GATE_APPROVE, gate_approve), (GATE_REJECT, gate_reject), (GATE_MERGE, gate_merge),
+                          (ROLLBACK, rollback)):
         server.command(name)(_answering_errors(handler))
 
 
@@ -105,7 +112,7 @@ async def run_prompt(ls: PromptrailServer, *args: Any) -> dict[str, str]:
     prompt = _text(opts, "prompt", required=True)
     transcript = _text(opts, "transcript")
     request = RunRequest(
-        prompt=prompt, agent=_text(opts, "agent") or ("replay" if transcript else None),
+        prompt=prompt, agent=_text(opts, "agent"),
         model=_text(opts, "model"), mode=_text(opts, "mode"), transcript=transcript,
         claude_path=_text(opts, "claudePath"), replay_delay=_number(opts, "replayDelay", 0.0, float))
     repository = await ls.folders.for_command(opts)
@@ -184,6 +191,99 @@ async def feed(ls: PromptrailServer, *args: Any) -> list[dict[str, Any]]:
     opts = options(args, ("limit",))
     repository = await ls.folders.for_command(opts)
     return await asyncio.to_thread(queries.feed, repository.workspace, limit=_number(opts, "limit", 100))
+
+
+# -- gates ------------------------------------------------------------------------------------------
+def _gate_changed(ls: PromptrailServer, row: dict[str, Any], gate: dict[str, Any], stream: RunStream | None = None,
+                  ) -> None:
+    """Tell the client the gate moved: a final runStatus (which also ends a simulation's progress)
+    and a lens refresh, since lens titles show the gate."""
+    from promptrail.events import RunStatus
+
+    status = RunStatus(row["id"], row["status"], commit=row.get("commit_sha"), cost_usd=row.get("cost_usd"),
+                       gate=gate, final=True)
+    if stream is not None:
+        stream.emit(status)
+    else:
+        from promptrail.lsp.stream import STATUS_NOTIFICATION, status_params
+
+        ls.protocol.notify(STATUS_NOTIFICATION, status_params(status))
+    if client_supports_lens_refresh(ls):
+        ls.workspace_code_lens_refresh(None)
+
+
+def _gate_dict(state: Any) -> dict[str, Any]:
+    return {"status": state.label, "state": state.status, "canMerge": state.can_merge,
+            "blockers": state.merge_blockers, "sha": state.sha, "target": state.target}
+
+
+async def gate_simulate(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
+    """``{runId}`` → the gate after running the policy's checks on the run's commit; the checks'
+    output streams as ``promptrail/log`` with progress, like a run."""
+    from promptrail import gates
+    from promptrail.events import RunOpened
+
+    opts = options(args, ("runId",))
+    repository, run_id = await _find_run(ls, opts, _text(opts, "runId", required=True) or "")
+    workspace = repository.workspace
+    row = await asyncio.to_thread(workspace.store.get_run, run_id)
+    assert row is not None
+    stream = RunStream(ls)
+    stream.emit(RunOpened(run_id, f"checks for {row.get('summary') or row['prompt']}", "gate", "simulate",
+                          None, "checks", row.get("base_sha"), row.get("branch")))
+    try:
+        state = await gates.simulate(workspace, run_id, stream)
+    except BaseException as exc:
+        stream.abort(str(exc))
+        raise
+    _gate_changed(ls, row, _gate_dict(state), stream)
+    return _gate_dict(state)
+
+
+async def _sign(ls: PromptrailServer, decision: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    from promptrail import gates
+
+    opts = options(args, ("runId", "comment"))
+    repository, run_id = await _find_run(ls, opts, _text(opts, "runId", required=True) or "")
+    state = await asyncio.to_thread(gates.sign_off, repository.workspace, run_id, decision,
+                                    comment=_text(opts, "comment"), reviewed_sha=_text(opts, "sha"))
+    row = await asyncio.to_thread(repository.workspace.store.get_run, run_id)
+    _gate_changed(ls, row, _gate_dict(state))
+    return _gate_dict(state)
+
+
+async def gate_approve(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
+    """``{runId, comment?, sha?}`` → the gate after approving the run's current commit."""
+    return await _sign(ls, "approve", args)
+
+
+async def gate_reject(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
+    """``{runId, comment?, sha?}`` → the gate after rejecting the run's current commit."""
+    return await _sign(ls, "reject", args)
+
+
+async def gate_merge(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
+    """``{runId}`` → the gate after merging the approved, green run into its target."""
+    from promptrail import gates
+
+    opts = options(args, ("runId",))
+    repository, run_id = await _find_run(ls, opts, _text(opts, "runId", required=True) or "")
+    state = await asyncio.to_thread(gates.merge, repository.workspace, run_id)
+    row = await asyncio.to_thread(repository.workspace.store.get_run, run_id)
+    _gate_changed(ls, row, _gate_dict(state))
+    return _gate_dict(state)
+
+
+async def rollback(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
+    """``{runId}`` → the rollback run (``show`` JSON) that reverted the run on its target."""
+    from promptrail import gates
+
+    opts = options(args, ("runId",))
+    repository, run_id = await _find_run(ls, opts, _text(opts, "runId", required=True) or "")
+    result = await asyncio.to_thread(gates.rollback, repository.workspace, run_id)
+    row = await asyncio.to_thread(repository.workspace.store.get_run, run_id)
+    _gate_changed(ls, row, {"status": "rolled back", "state": "rolled_back", "canMerge": False})
+    return result
 
 
 async def _find_run(ls: PromptrailServer, opts: dict[str, Any], ref: str) -> tuple[Repository, str]:

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from lsprotocol import types
 
 from promptrail.errors import PromptrailError
-from promptrail.lsp.commands import SHOW_RUN
+from promptrail.lsp.commands import GATE_APPROVE, GATE_REJECT, GATE_SIMULATE, SHOW_RUN
 from promptrail.lsp.folders import uri_to_path
 
 if TYPE_CHECKING:
@@ -60,14 +60,32 @@ def _lenses(repository: Repository, path: Path, uri: str, text: str | None,
     if not attribution.groups:
         return []
     lines = (text if text is not None else _read(path)).split("\n")
+    reviewable = _reviewable(repository.workspace, attribution)
     lenses = []
     for group in attribution.groups:
         last = lines[group.end].rstrip("\r") if group.end < len(lines) else ""
-        lenses.append(types.CodeLens(
-            range=types.Range(start=types.Position(line=group.start, character=0),
-                              end=types.Position(line=group.end, character=codec.client_num_units(last))),
-            data={"runId": group.run_id, "uri": uri}))
+        where = types.Range(start=types.Position(line=group.start, character=0),
+                            end=types.Position(line=group.end, character=codec.client_num_units(last)))
+        lenses.append(types.CodeLens(range=where, data={"runId": group.run_id, "uri": uri}))
+        if group.run_id in reviewable:
+            # Offered once, beside the run's first group in this file.
+            reviewable.discard(group.run_id)
+            arguments = [{"runId": group.run_id, "uri": uri}]
+            lenses += [types.CodeLens(range=where, command=types.Command(title=title, command=command,
+                                                                         arguments=arguments))
+                       for title, command in REVIEW_ACTIONS]
     return lenses
+
+
+REVIEW_ACTIONS = (("✓ Approve", GATE_APPROVE), ("✗ Reject", GATE_REJECT), ("▶ Simulate", GATE_SIMULATE))
+
+
+def _reviewable(workspace: Workspace, attribution) -> set[str]:
+    from promptrail.gates import reviewable_by_me
+
+    # Fresh rows: the attribution's are cached with the blame and may predate a sign-off.
+    rows = list(workspace.store.runs_by_ids((attribution.runs or {}).keys()).values())
+    return reviewable_by_me(workspace, rows)
 
 
 async def resolve_code_lens(ls: PromptrailServer, lens: types.CodeLens) -> types.CodeLens:
@@ -88,25 +106,15 @@ async def resolve_code_lens(ls: PromptrailServer, lens: types.CodeLens) -> types
 
 
 def _summary_lens(workspace: Workspace, relpath: str, uri: str) -> types.CodeLens | None:
-    """One lens for a file too big to blame: how many runs changed it (in HEAD's history) and
-    what they cost. ``git log -- path`` is cheap next to a blame of such a file."""
-    # TODO(core): this belongs in queries (a `file_summary(ws, relpath)`); it is here until then.
-    from promptrail.queries import format_cost
+    from promptrail.queries import file_summary
 
-    shas = set(workspace.repo.run("log", "--format=%H", "--", relpath).stdout.split())
-    run_of = workspace.resolver.resolve(shas)
-    runs = workspace.store.runs_by_ids({run_id for run_id in run_of.values() if run_id})
-    if not runs:
+    summary = file_summary(workspace, relpath)
+    if summary is None:
         return None
-    costs = [row["cost_usd"] for row in runs.values() if row.get("cost_usd") is not None]
-    total = format_cost(sum(costs)) + (" total" if len(costs) == len(runs) else " known")
-    count = f"{len(runs)} AI run{'s' if len(runs) != 1 else ''}"
-    latest = max(runs.values(), key=lambda row: row.get("started_at") or "")
-    title = f"✦ {count} changed this file · {total} · too large for line lenses"
     start = types.Position(line=0, character=0)
     return types.CodeLens(range=types.Range(start=start, end=start),
-                          command=types.Command(title=title, command=SHOW_RUN,
-                                                arguments=[{"runId": latest["id"], "uri": uri}]))
+                          command=types.Command(title=summary["title"], command=SHOW_RUN,
+                                                arguments=[{"runId": summary["latest_run_id"], "uri": uri}]))
 
 
 def _read(path: Path) -> str:

@@ -50,7 +50,7 @@ def client_supports_lens_refresh(ls: LanguageServer) -> bool:
 def status_params(event: RunStatus) -> dict[str, Any]:
     params: dict[str, Any] = {"runId": event.run_id, "status": event.status, "final": event.final}
     optional = {"commit": event.commit, "costUsd": event.cost_usd, "tokens": event.tokens,
-                "gate": event.gate, "error": event.error}
+                "gate": event.gate, "error": event.error, "violations": event.violations}
     params.update({key: value for key, value in optional.items() if value is not None})
     return params
 
@@ -153,7 +153,9 @@ class RunStream:
         self._log_line(types.MessageType.Info, f"run {event.run_id} started · {agent} · {event.mode} mode · "
                                                f"{_one_line(event.prompt, 60)}")
         if client_supports_progress(self.ls):
-            self.progress = RunProgress(self.ls, f"promptrail-run-{event.run_id}", self._cancel_from_progress)
+            # Unique per stream: a run's gate simulation later reports progress for the same run id.
+            token = f"promptrail-{event.mode if event.mode == 'checks' else 'run'}-{event.run_id}-{id(self):x}"
+            self.progress = RunProgress(self.ls, token, self._cancel_from_progress)
             self.progress.begin(f"promptrail · {_one_line(event.prompt, 40)}", f"run {event.run_id} starting")
 
     def _on_status(self, event: RunStatus) -> None:
