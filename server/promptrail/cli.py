@@ -109,7 +109,7 @@ def _print_run_summary(data: dict[str, Any]) -> None:
 
 @cli.command()
 @click.argument("prompt")
-@click.option("--agent", type=click.Choice(["claude-cli", "replay"]), default=None,
+@click.option("--agent", type=click.Choice(["claude-cli", "anthropic", "replay"]), default=None,
               help="Which agent runs the prompt (default from config: claude-cli).")
 @click.option("--transcript", metavar="FILE", default=None, help="stream-json transcript for --agent replay.")
 @click.option("--model", metavar="M", default=None, help="Model to ask the agent for.")
@@ -276,6 +276,23 @@ def check(paths: tuple[str, ...], output_format: str, repo: str | None, as_json:
             click.echo(line)
     if report.has_errors:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--by", type=click.Choice(["user", "model", "day", "agent"]), default="day", show_default=True)
+@click.option("--since", metavar="DATE", default=None, help="Only runs started on or after DATE (YYYY-MM-DD).")
+@_repo_option
+@_json_option
+def costs(by: str, since: str | None, repo: str | None, as_json: bool) -> None:
+    """AI spend and tokens, grouped by user, model, day or agent."""
+    from promptrail import costs as costs_module
+    from promptrail import views
+
+    report = costs_module.spend_report(_workspace(repo).store, by=by, since=since)
+    if as_json:
+        _print_json(report)
+    else:
+        views.costs_table(report)
 
 
 # -- gates --------------------------------------------------------------------------------------------

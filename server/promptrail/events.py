@@ -33,7 +33,7 @@ class LogEntry:
     run_id: str
     seq: int
     ts: str
-    kind: str  # system | text | tool_use | tool_result | raw | stderr | status | error | git
+    kind: str  # system | text | tool_use | tool_result | raw | stderr | status | error | git | check
     text: str
 
 
@@ -49,6 +49,10 @@ class RunStatus:
     gate: dict[str, Any] | None = None
     error: str | None = None
     final: bool = False
+    #: Known spend today in this repository (local date), for status bars; set on final statuses.
+    costs_today: float | None = None
+    #: The CLAUDE.md check once done: ``{"total", "error", "warning", "info", "hint", "policy_change"}``.
+    violations: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

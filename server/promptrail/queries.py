@@ -51,6 +51,8 @@ def run_dict(row: dict[str, Any], files: list[dict[str, Any]] | None = None) -> 
         "tokens": tokens if any(v is not None for v in tokens.values()) else
         {key: None for key in tokens},
         "cost_usd": row.get("cost_usd"), "cost_source": row.get("cost_source"),
+        "cost_reported_usd": row.get("cost_reported_usd"), "cost_computed_usd": row.get("cost_computed_usd"),
+        "cost_mismatch": bool(row.get("cost_mismatch")), "price_table": row.get("price_table"),
         "num_turns": row.get("num_turns"), "session_id": row.get("session_id"),
         "started_at": row.get("started_at"), "ended_at": row.get("ended_at"), "error": row.get("error"),
         "claude_md_sha": row.get("claude_md_sha"), "target_branch": row.get("target_branch"),

@@ -37,7 +37,7 @@ from promptrail.standards import run_check
 from promptrail.workspace import Workspace
 
 FINAL_STATES = ("succeeded", "no_changes", "failed", "cancelled", "incomplete", "hook_failed",
-                "needs_attention", "interrupted")
+                "needs_attention", "budget_exceeded", "interrupted")
 
 
 @dataclass
@@ -58,7 +58,7 @@ def new_run_id() -> str:
     return secrets.token_hex(6)
 
 
-def make_agent(workspace: Workspace, request: RunRequest) -> Agent:
+def make_agent(workspace: Workspace, request: RunRequest, max_budget_usd: float | None = None) -> Agent:
     settings = workspace.config.agent
     # A transcript only means something to the replay agent: giving one picks it.
     name = request.agent or ("replay" if request.transcript else settings.name)
@@ -88,7 +88,13 @@ def make_agent(workspace: Workspace, request: RunRequest) -> Agent:
             raise PromptrailError(f"claude CLI not found at '{claude_path}'; install it with "
                                   "`npm install -g @anthropic-ai/claude-code` or pass --claude-path PATH")
         return ClaudeCliAgent(claude_path=claude_path, model=model,
+                              extra_args=["--max-budget-usd", f"{max_budget_usd:g}"] if max_budget_usd else None,
                               env=request.agent_env, silence_timeout=settings.silence_timeout_s)
+    if name == "anthropic":
+        from promptrail.agents.anthropic_api import AnthropicAgent
+
+        return AnthropicAgent.from_config(workspace.config, model=request.model, env=request.agent_env,
+                                          max_budget_usd=max_budget_usd)
     raise PromptrailError(f"the '{name}' agent is not available in this version; use claude-cli or replay")
 
 
@@ -179,7 +185,8 @@ class Run:
         self.sink.emit(RunStatus(self.id, status, commit=self.row.get("commit_sha"),
                                  cost_usd=self.row.get("cost_usd"), tokens=tokens,
                                  gate={"status": self.row.get("gate_status")} if self.row.get("gate_status") else None,
-                                 error=self.row.get("error"), final=final, violations=self.check_summary))
+                                 error=self.row.get("error"), final=final, violations=self.check_summary,
+                                 costs_today=_spent_today(self.store) if final else None))
 
     # -- the run ------------------------------------------------------------------------------
     async def execute(self) -> dict[str, Any]:
@@ -251,12 +258,29 @@ class Run:
             pass  # the verdict carries the totals
 
     def _record_finish(self, finished: Finished) -> None:
+        from promptrail import costs
+
         fields: dict[str, Any] = {"num_turns": finished.num_turns}
         if finished.usage:
             fields.update({col: getattr(finished.usage, key) for key, col in RUN_TOKEN_COLUMNS.items()})
-        # Unknown cost stays NULL: 0 would claim the run was free.
-        fields["cost_usd"] = finished.cost_usd
-        fields["cost_source"] = "reported" if finished.cost_usd is not None else None
+        table = costs.price_table(self.workspace.config.section("prices"))
+        model = self.row.get("model") or self.request.model
+        # Zero tokens is "nothing was measured" (an API that only answered errors), not "free".
+        measured = finished.complete and finished.usage is not None and finished.usage.total() > 0
+        computed = costs.compute_cost(model, finished.usage, table) if measured else None
+        if finished.usage and finished.usage.total() and table.find(model) is None:
+            self.log.add("error", f"no price known for model '{model}': the computed cost is unknown "
+                                  "(add it under [prices] in .promptrail.toml)")
+        reported = finished.cost_usd
+        # The agent's own figure wins when it has one; unknown stays NULL, never 0.
+        fields.update(cost_reported_usd=reported, cost_computed_usd=computed,
+                      cost_usd=reported if reported is not None else computed,
+                      cost_source="reported" if reported is not None else "computed" if computed is not None else None,
+                      cost_mismatch=int(costs.mismatch(reported, computed)),
+                      price_table=f"v{table.version} ({table.taken})" if computed is not None else None)
+        if fields["cost_mismatch"]:
+            self.log.add("error", f"cost mismatch: the agent reported ${reported:.4f}, the tokens cost "
+                                  f"${computed:.4f} at {model}'s prices (more than 5 % apart)")
         self.row.update(fields)
         self.store.update_run(self.id, **fields)
         if finished.complete and not finished.is_error:
@@ -271,9 +295,15 @@ class Run:
         if self.cancelled:
             return {"status": "cancelled", "error": "cancelled by the user; nothing was committed"
                     + (f" (the agent's changes stay in {workdir})" if self.row["mode"] == "isolated" else "")}
-        if not finished.complete:
+        # A run stopped by its budget cap still commits what it changed (on its branch, behind the
+        # gate like any other run), so the spend is not wasted and the work can be reviewed.
+        budget_hit = finished.raw.get("subtype") == "error_max_budget_usd" or \
+            finished.raw.get("stop_reason") == "budget_exceeded"
+        ended = ({"status": "budget_exceeded", "error": finished.error or finished.result or "budget exceeded"}
+                 if budget_hit else {})
+        if not finished.complete and not budget_hit:
             return {"status": "incomplete", "error": finished.error or "the agent ended without a result"}
-        if finished.is_error:
+        if finished.is_error and not budget_hit:
             return {"status": "failed", "error": finished.error or finished.result or "the agent reported an error"}
         self._status("committing")
         message = gitcommit.commit_message(self.row["summary"], self.row["prompt"], self.id,
@@ -298,7 +328,7 @@ class Run:
             if conflicting:
                 return {"status": "needs_attention", "error": _conflict_message(conflicting)}
             self.log.add("status", "the agent changed no files")
-            return {"status": "no_changes"}
+            return ended or {"status": "no_changes"}
         files = [f.as_dict() for f in outcome.files]
         await asyncio.to_thread(self.store.set_run_files, self.id, files)
         await asyncio.to_thread(gitcommit.add_note, repo, outcome.sha, self._note(outcome.sha, files))
@@ -319,7 +349,7 @@ class Run:
             result.update(status="needs_attention", error=_conflict_message(conflicting))
         else:
             result["status"] = "succeeded"
-        return result
+        return {**result, **ended}
 
     def _note(self, sha: str, files: list[dict[str, Any]]) -> dict[str, Any]:
         row = self.row
@@ -330,6 +360,12 @@ class Run:
                 "cost_usd": row.get("cost_usd"), "cost_source": row.get("cost_source"),
                 "started_at": row["started_at"], "claude_md_sha": row.get("claude_md_sha"),
                 "files": files, "tool": "promptrail"}
+
+
+def _spent_today(store: AuditStore) -> float:
+    from promptrail.costs import spent_today
+
+    return spent_today(store)
 
 
 def _conflict_message(paths: list[str]) -> str:
@@ -367,7 +403,11 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
         raise PromptrailError(f"unknown mode '{mode}'; use isolated or direct")
     repo = workspace.repo
     identity = await asyncio.to_thread(repo.identity)
-    agent = make_agent(workspace, request)
+    from promptrail import costs
+
+    budget = costs.budget_from(workspace.config.section("budget"))
+    await asyncio.to_thread(costs.check_budget_before_run, workspace.store, budget, identity.email)
+    agent = make_agent(workspace, request, max_budget_usd=budget.per_run_usd)
     base_sha = await asyncio.to_thread(repo.head_sha)
     claude_md = repo.run("rev-parse", "-q", "--verify", f"{base_sha}:CLAUDE.md") if base_sha else None
     stored_prompt = redact(prompt)

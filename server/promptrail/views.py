@@ -204,3 +204,21 @@ def check_annotations(report: Any) -> list[str]:
              for p in report.problems]
             + [_annotation(v.severity, v.path, v.line, v.start_col + 1, f"CLAUDE.md rule {v.rule_id}", v.message)
                for v in report.violations])
+
+
+def costs_table(report: dict[str, Any]) -> None:
+    if not report["groups"]:
+        console.print("no runs" + (f" since {report['since']}" if report["since"] else ""))
+        return
+    table = Table(show_edge=False)
+    for column in (report["by"], "runs", "cost", "unknown cost", "input tok", "output tok", "cache read", "cache write"):
+        table.add_column(column, justify="left" if column == report["by"] else "right")
+    for group in report["groups"]:
+        tokens = group["tokens"]
+        table.add_row(str(group["key"]), str(group["runs"]), format_cost(group["cost_usd"]),
+                      str(group["unknown_cost_runs"] or ""), f"{tokens['input']:,}", f"{tokens['output']:,}",
+                      f"{tokens['cache_read']:,}", f"{tokens['cache_write']:,}")
+    total = report["total"]
+    table.add_row(Text("total", style="bold"), str(total["runs"]), Text(format_cost(total["cost_usd"]), style="bold"),
+                  str(total["unknown_cost_runs"] or ""), "", "", "", "")
+    console.print(table)

@@ -121,3 +121,20 @@ def test_ctrl_c_cancels_the_run_and_ends_the_agent(repo, claude, tmp_path):
     assert git(repo, "rev-parse", shown["branch"]).strip() == shown["base_sha"]
     assert _processes_in(Path(shown["worktree"])) == []
     assert "cancelling (Ctrl-C)" in err
+
+
+def test_per_run_budget_is_passed_to_the_cli(repo, claude, tmp_path):
+    (repo / ".promptrail.toml").write_text("[budget]\nper_run_usd = 0.05\n")
+    # Turn 1 writes a file cheaply; turn 2 costs ~$1 and its write is cut off by the cap.
+    script = [Turn(text="Writing.", tool_uses=[ToolCall("Write", {"file_path": "{cwd}/first.py", "content": "x = 1\n"})],
+                   input_tokens=1000, output_tokens=50),
+              Turn(text="More work.", tool_uses=[ToolCall("Write", {"file_path": "{cwd}/second.py", "content": "y\n"})],
+                   input_tokens=200_000, output_tokens=100),
+              Turn(text="Done.")]
+    with FakeAnthropic(script) as api:
+        result, data = promptrail_run(repo, claude, api, tmp_path / "home")
+    assert api.agent_requests[0].body.get("model")  # the CLI did call the API
+    assert data["status"] == "budget_exceeded", data["error"]
+    assert data["commit_sha"] is not None
+    assert [f["path"] for f in data["files"]] == ["first.py"]  # no half-written temp file of second.py
+    assert data["cost_usd"] > 0.05

@@ -61,3 +61,15 @@ async def test_review_lenses_and_gate_commands(lsp: LanguageClient, lsp_folders:
     shown = await execute(lsp, "promptrail.showRun", {"runId": run_id})
     assert shown["gate"]["status"] == "rolled back"
     assert isinstance(lenses[0], types.CodeLens)
+
+
+async def test_costs_request_and_todays_spend(lsp: LanguageClient, lsp_folders: LspFolders):
+    run_id = await run_prompt(lsp, lsp_folders)
+    final = await recorder(lsp).wait_final(run_id)
+    assert final["costsToday"] == pytest.approx(0.0325)
+    report = await lsp.protocol.send_request_async("promptrail/costs", {"by": "model"})
+    report = report._asdict() if hasattr(report, "_asdict") else report
+    groups = [g._asdict() if hasattr(g, "_asdict") else g for g in report["groups"]]
+    assert [(g["key"], g["runs"], g["cost_usd"]) for g in groups] == [("claude-opus-4-8[1m]", 1, 0.0325)]
+    with pytest.raises(JsonRpcException, match="cannot group costs by 'color'"):
+        await lsp.protocol.send_request_async("promptrail/costs", {"by": "color"})

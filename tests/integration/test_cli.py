@@ -92,7 +92,8 @@ def test_show_prefix_log_diff_history_blame(repo, ran):
                 "files", "tokens", "cost_usd", "cost_source", "started_at", "ended_at", "error", "gate"):
         assert key in shown
     assert shown["actor"] == {"name": "Dev One", "email": "dev@example.com"}
-    assert shown["gate"] == {"status": "pending"}
+    assert (shown["gate"]["status"], shown["gate"]["can_merge"]) == ("pending", False)
+    assert shown["gate"]["merge_blockers"] == [f"0/1 approvals on {ran['commit_sha'][:12]}"]
     log = json.loads(cli("log", run_id, "--json", cwd=repo).stdout)
     assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
     assert "hello.py" in cli("diff", run_id, cwd=repo).stdout
@@ -130,7 +131,7 @@ def _tamper(repo: Path, sql: str) -> None:
 
 def test_verify_intact_then_altered(repo, ran):
     ok = cli("verify", cwd=repo)
-    assert ok.returncode == 0 and ok.stdout.startswith("ok: 3 feed events")
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: 4 feed events")
     _tamper(repo, "UPDATE events SET actor = 'mallory@example.com' WHERE seq = 2")
     broken = cli("verify", "--json", cwd=repo)
     assert broken.returncode == 1
@@ -147,11 +148,11 @@ def test_verify_deleted_row(repo, ran):
 
 
 def test_verify_rows_cut_from_the_end(repo, ran):
-    _tamper(repo, "DELETE FROM events WHERE seq = 3")
+    _tamper(repo, "DELETE FROM events WHERE seq = 4")
     broken = cli("verify", "--json", cwd=repo)
     assert broken.returncode == 1
-    assert json.loads(broken.stdout) == {"ok": False, "checked": 2, "first_bad_seq": 3, "reason":
-                                         "row 3: missing; the feed had 3 rows (rows were deleted from its end)"}
+    assert json.loads(broken.stdout) == {"ok": False, "checked": 3, "first_bad_seq": 4, "reason":
+                                         "row 4: missing; the feed had 4 rows (rows were deleted from its end)"}
 
 
 def test_verify_reordered_rows(repo, ran):
@@ -170,5 +171,5 @@ def test_verify_reordered_rows(repo, ran):
 
 def test_feed_lists_events(repo, ran):
     events = json.loads(cli("feed", "--json", cwd=repo).stdout)
-    assert [e["kind"] for e in events] == ["run.succeeded", "run.committed", "run.started"]
+    assert [e["kind"] for e in events] == ["run.succeeded", "run.checked", "run.committed", "run.started"]
     assert all(e["run_id"] == ran["id"] for e in events)

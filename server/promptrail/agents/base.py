@@ -55,6 +55,8 @@ class Usage:
     output: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    #: The part of ``cache_write`` written with a 1-hour lifetime (priced higher than 5-minute writes).
+    cache_write_1h: int = 0
 
     def total(self) -> int:
         return self.input + self.output + self.cache_read + self.cache_write

@@ -9,12 +9,14 @@ period), and reaping it on every path, also when the consumer stops iterating ea
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
+import re
 import signal
 from pathlib import Path
 from typing import AsyncIterator
 
-from promptrail.agents.base import Agent, AgentEvent, Finished, Raw
+from promptrail.agents.base import Agent, AgentEvent, Finished, Raw, ToolUse
 from promptrail.agents.stream_json import (
     CANCELLED,
     StreamJsonParser,
@@ -113,6 +115,7 @@ class ClaudeCliAgent(Agent):
         open_streams = 2
         last_stderr = ""
         watchdog_error: str | None = None
+        written: set[Path] = set()  # files the agent's tools touched (for the temp-file sweep)
         try:
             while open_streams and not self._cancel_requested:
                 if result_at is not None:
@@ -142,6 +145,8 @@ class ClaudeCliAgent(Agent):
                         yield Raw(text, stream=_STDERR)
                     continue
                 for event in parser.feed_line(line):
+                    if isinstance(event, ToolUse) and isinstance(event.input.get("file_path"), str):
+                        written.add(Path(cwd, event.input["file_path"]))
                     yield event
                 if result_at is None and parser.result is not None:
                     result_at = loop.time()
@@ -153,6 +158,9 @@ class ClaudeCliAgent(Agent):
                 pump.cancel()
             await self._stop(proc)
 
+        for leftover in _unfinished_writes(written):
+            yield Raw(f"removed {leftover.name}: a temporary file the CLI left by a write it did not finish",
+                      stream=_STDERR)
         if self._cancel_requested:
             yield parser.finish_cancelled()
         else:
@@ -242,3 +250,22 @@ def _exit_error(returncode: int | None, last_stderr: str) -> str:
         how = f"claude exited with code {returncode}"
     message = f"{how} without a result"
     return f"{message}; last stderr: {last_stderr}" if last_stderr else message
+
+
+_TEMP_WRITE = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
+
+
+def _unfinished_writes(paths: set[Path]) -> list[Path]:
+    """Remove the temporary files of the CLI's atomic writes (``name.tmp.<pid>.<hex>`` beside the
+    target) that a stopped process left behind, so they are never committed as the agent's work."""
+    removed = []
+    for path in paths:
+        try:
+            siblings = list(path.parent.glob(f"{glob.escape(path.name)}.tmp.*"))
+        except OSError:
+            continue
+        for candidate in siblings:
+            if _TEMP_WRITE.search(candidate.name) and candidate.is_file():
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+    return removed

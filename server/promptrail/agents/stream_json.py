@@ -257,11 +257,13 @@ def _finished_from_result(obj: dict[str, Any]) -> Finished:
 def _usage(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
+    breakdown = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
     return Usage(
         input=_count(usage.get("input_tokens")),
         output=_count(usage.get("output_tokens")),
         cache_read=_count(usage.get("cache_read_input_tokens")),
         cache_write=_count(usage.get("cache_creation_input_tokens")),
+        cache_write_1h=_count(breakdown.get("ephemeral_1h_input_tokens")),
     )
 
 

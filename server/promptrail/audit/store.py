@@ -85,7 +85,15 @@ def _migration_3(db: sqlite_utils.Database) -> None:
 
 
 #: Numbered migrations; index + 1 is the schema version they produce. Append, never edit.
-MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Costs: the agent's reported cost and the cost computed from tokens, kept side by side."""
+    db["runs"].add_column("cost_reported_usd", float)
+    db["runs"].add_column("cost_computed_usd", float)
+    db["runs"].add_column("cost_mismatch", int, not_null_default=0)
+    db["runs"].add_column("price_table", str)
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 RUN_TOKEN_COLUMNS = {"input": "tokens_input", "output": "tokens_output",
@@ -231,6 +239,13 @@ class AuditStore:
         """Changes whenever another connection commits (cheap cache invalidation)."""
         with self._lock:
             return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def query(self, sql: str, params: list[Any] | None = None, *, scalar: bool = False) -> Any:
+        """A read-only query for aggregate reports (costs); rows as dicts, or one value."""
+        with self._lock:
+            if scalar:
+                return self.conn.execute(sql, params or []).fetchone()[0]
+            return list(self.db.query(sql, params or []))
 
     # -- gates ----------------------------------------------------------------------------------
     def add_signoff(self, row: dict[str, Any]) -> None:

@@ -79,7 +79,20 @@ def _number(opts: dict[str, Any], name: str, default: float, kind: type = int) -
 Handler = Callable[..., Awaitable[Any]]
 
 
+COSTS_REQUEST = "promptrail/costs"
+
+
+def _plain(value: Any) -> Any:
+    """pygls hands the params of custom requests over as namedtuples; make them plain values."""
+    if hasattr(value, "_asdict"):
+        return {key: _plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
 def register(server: PromptrailServer) -> None:
+    server.feature(COSTS_REQUEST)(_answering_errors(costs))
     for name, handler in ((RUN_PROMPT, run_prompt), (CANCEL_RUN, cancel_run), (SHOW_RUN, show_run),
                           (HISTORY, history), (FEED, feed), (GATE_SIMULATE, gate_simulate),
                           (GATE_APPROVE, gate_approve), (GATE_REJECT, gate_reject), (GATE_MERGE, gate_merge),
@@ -191,6 +204,18 @@ async def feed(ls: PromptrailServer, *args: Any) -> list[dict[str, Any]]:
     opts = options(args, ("limit",))
     repository = await ls.folders.for_command(opts)
     return await asyncio.to_thread(queries.feed, repository.workspace, limit=_number(opts, "limit", 100))
+
+
+async def costs(ls: PromptrailServer, params: Any = None) -> dict[str, Any]:
+    """The ``promptrail/costs`` request: ``{by?: user|model|day|agent, since?: YYYY-MM-DD,
+    workspaceFolder?}`` → the same report as ``promptrail costs --json``."""
+    from promptrail.costs import spend_report
+
+    opts = _plain(params) if params is not None else {}
+    opts = opts if isinstance(opts, dict) else {}
+    repository = await ls.folders.for_command(opts)
+    return await asyncio.to_thread(spend_report, repository.workspace.store, by=_text(opts, "by") or "day",
+                                   since=_text(opts, "since"))
 
 
 # -- gates ------------------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def client_supports_lens_refresh(ls: LanguageServer) -> bool:
 def status_params(event: RunStatus) -> dict[str, Any]:
     params: dict[str, Any] = {"runId": event.run_id, "status": event.status, "final": event.final}
     optional = {"commit": event.commit, "costUsd": event.cost_usd, "tokens": event.tokens,
-                "gate": event.gate, "error": event.error, "violations": event.violations}
+                "gate": event.gate, "error": event.error, "violations": event.violations,
+                "costsToday": event.costs_today}
     params.update({key: value for key, value in optional.items() if value is not None})
     return params
 

@@ -1,0 +1,183 @@
+"""Money: the price table, a run's cost computed from its tokens, spend aggregates and budgets.
+
+The price table ships as package data (``data/prices.toml``, versioned, with the date its
+figures were taken) and can be overridden or extended by ``[prices]`` in ``.promptrail.toml``.
+An unknown model has an unknown cost (None), never 0. A run keeps the cost its agent reported
+and the cost computed here; when both exist and differ by more than 5 % the run is flagged
+``cost_mismatch``. Budgets (``[budget]``) are checked before a run starts.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from promptrail.agents.base import Usage
+from promptrail.errors import PromptrailError
+from promptrail.queries import format_cost
+
+MISMATCH_TOLERANCE = 0.05
+_PRICE_KEYS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+_BUDGET_KEYS = {"per_run_usd", "per_user_day_usd", "per_repo_day_usd"}
+GROUPINGS = {"user": "actor_email", "model": "model", "day": "date(started_at, 'localtime')", "agent": "agent"}
+
+
+@dataclass(frozen=True)
+class Price:
+    pattern: str
+    input: float
+    output: float
+    cache_write_5m: float
+    cache_write_1h: float
+    cache_read: float
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    prices: tuple[Price, ...]
+    version: int
+    taken: str
+
+    def find(self, model: str | None) -> Price | None:
+        if not model:
+            return None
+        bare = re.sub(r"\[[^\]]*\]$", "", model.strip())
+        return next((p for p in self.prices if fnmatch.fnmatchcase(bare, p.pattern)), None)
+
+
+def _prices(entries: Any, origin: str) -> list[Price]:
+    if not isinstance(entries, list):
+        raise PromptrailError(f"{origin}: prices must be written as [[prices.model]] tables")
+    prices = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("pattern"), str):
+            raise PromptrailError(f"{origin}: each price entry needs a pattern")
+        unknown = set(entry) - {"pattern", *_PRICE_KEYS}
+        if unknown:
+            raise PromptrailError(f"{origin}: unknown price key '{sorted(unknown)[0]}' for {entry['pattern']}")
+        values = {}
+        for key in _PRICE_KEYS:
+            value = entry.get(key, 0.0 if key != "input" and key != "output" else None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise PromptrailError(f"{origin}: {entry['pattern']}: {key} must be a price per million tokens")
+            values[key] = float(value)
+        prices.append(Price(entry["pattern"], **values))
+    return prices
+
+
+@lru_cache(maxsize=1)
+def builtin_table() -> PriceTable:
+    data = tomllib.loads((resources.files("promptrail") / "data" / "prices.toml").read_text("utf-8"))
+    return PriceTable(tuple(_prices(data["model"], "prices.toml")), data["version"], data["taken"])
+
+
+def price_table(config_section: dict[str, Any] | None = None) -> PriceTable:
+    """The built-in table with ``[prices]`` entries of the configuration tried first."""
+    table = builtin_table()
+    if not config_section:
+        return table
+    own = _prices(config_section.get("model", []), ".promptrail.toml [prices]")
+    return PriceTable(tuple(own) + table.prices, table.version, table.taken)
+
+
+def compute_cost(model: str | None, usage: Usage | None, table: PriceTable | None = None) -> float | None:
+    """Dollars for ``usage`` at ``model``'s prices; None when the model or the usage is unknown.
+    Cache writes are priced at the 5-minute rate except the part marked as 1-hour writes."""
+    if usage is None:
+        return None
+    price = (table or builtin_table()).find(model)
+    if price is None:
+        return None
+    one_hour = min(usage.cache_write_1h, usage.cache_write)
+    total = (usage.input * price.input + usage.output * price.output + usage.cache_read * price.cache_read
+             + (usage.cache_write - one_hour) * price.cache_write_5m + one_hour * price.cache_write_1h)
+    return round(total / 1_000_000, 8)
+
+
+def mismatch(reported: float | None, computed: float | None) -> bool:
+    if reported is None or computed is None:
+        return False
+    largest = max(abs(reported), abs(computed))
+    return largest > 0 and abs(reported - computed) / largest > MISMATCH_TOLERANCE
+
+
+# -- spend ----------------------------------------------------------------------------------------
+def spend_report(store: Any, *, by: str = "day", since: str | None = None) -> dict[str, Any]:
+    """Spend grouped ``by`` user | model | day | agent since a date (YYYY-MM-DD, local time).
+    Runs whose cost is unknown are counted apart, never as $0."""
+    if by not in GROUPINGS:
+        raise PromptrailError(f"cannot group costs by '{by}'; use one of {', '.join(GROUPINGS)}")
+    if since is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+        raise PromptrailError(f"--since '{since}' is not a date; write it as YYYY-MM-DD")
+    where, params = "", []
+    if since:
+        where, params = "WHERE date(started_at, 'localtime') >= ?", [since]
+    key = GROUPINGS[by]
+    sql = f"""SELECT {key} AS key, COUNT(*) AS runs, COUNT(cost_usd) AS priced, SUM(cost_usd) AS cost_usd,
+                     SUM(COALESCE(tokens_input, 0)) AS input, SUM(COALESCE(tokens_output, 0)) AS output,
+                     SUM(COALESCE(tokens_cache_read, 0)) AS cache_read,
+                     SUM(COALESCE(tokens_cache_write, 0)) AS cache_write,
+                     SUM(cost_mismatch) AS mismatched
+              FROM runs {where} GROUP BY {key} ORDER BY {key}"""
+    rows = store.query(sql, params)
+    groups = [{"key": r["key"], "runs": r["runs"], "cost_usd": r["cost_usd"] if r["priced"] else None,
+               "unknown_cost_runs": r["runs"] - r["priced"], "cost_mismatch_runs": r["mismatched"] or 0,
+               "tokens": {"input": r["input"], "output": r["output"], "cache_read": r["cache_read"],
+                          "cache_write": r["cache_write"]}} for r in rows]
+    priced = [g["cost_usd"] for g in groups if g["cost_usd"] is not None]
+    return {"by": by, "since": since, "groups": groups,
+            "total": {"runs": sum(g["runs"] for g in groups), "cost_usd": sum(priced) if priced else None,
+                      "unknown_cost_runs": sum(g["unknown_cost_runs"] for g in groups)}}
+
+
+def spent_today(store: Any, actor_email: str | None = None) -> float:
+    """Known spend today (local date), for everyone or one user."""
+    sql = "SELECT COALESCE(SUM(cost_usd), 0) FROM runs WHERE date(started_at, 'localtime') = date('now', 'localtime')"
+    params: list[Any] = []
+    if actor_email:
+        sql += " AND actor_email = ?"
+        params.append(actor_email)
+    return float(store.query(sql, params, scalar=True))
+
+
+# -- budgets ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    per_run_usd: float | None = None
+    per_user_day_usd: float | None = None
+    per_repo_day_usd: float | None = None
+
+
+def budget_from(section: dict[str, Any]) -> Budget:
+    unknown = set(section) - _BUDGET_KEYS
+    if unknown:
+        raise PromptrailError(f".promptrail.toml: unknown key '{sorted(unknown)[0]}' in [budget] "
+                              f"(known: {', '.join(sorted(_BUDGET_KEYS))})")
+    values = {}
+    for key in _BUDGET_KEYS:
+        value = section.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise PromptrailError(f".promptrail.toml: [budget] {key} must be a positive number of dollars")
+        values[key] = float(value) if value is not None else None
+    return Budget(**values)
+
+
+def check_budget_before_run(store: Any, budget: Budget, actor_email: str) -> None:
+    """Refuse a run that would start over a daily budget, naming the budget and the spend."""
+    if budget.per_user_day_usd is not None:
+        spent = spent_today(store, actor_email)
+        if spent >= budget.per_user_day_usd:
+            raise PromptrailError(f"budget reached: {actor_email} spent {format_cost(spent)} today, the per-user "
+                                  f"daily budget is {format_cost(budget.per_user_day_usd)} ([budget] "
+                                  "per_user_day_usd); try again tomorrow or raise it")
+    if budget.per_repo_day_usd is not None:
+        spent = spent_today(store)
+        if spent >= budget.per_repo_day_usd:
+            raise PromptrailError(f"budget reached: this repository spent {format_cost(spent)} today, its daily "
+                                  f"budget is {format_cost(budget.per_repo_day_usd)} ([budget] per_repo_day_usd); "
+                                  "try again tomorrow or raise it")

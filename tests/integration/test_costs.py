@@ -1,0 +1,125 @@
+"""Costs and budgets: the price table, reported vs computed cost, mismatches, unknown models,
+spend reports and budgets — against real runs in real repositories."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from promptrail import costs
+from promptrail.agents.base import Usage
+from promptrail.errors import PromptrailError
+from promptrail.runs import RunRequest, start_run
+from promptrail.workspace import Workspace
+from tests.integration.test_runs import run_prompt
+from tests.support.transcripts import Write, transcript_lines, write_transcript
+
+
+def test_price_table_resolves_dated_and_suffixed_ids():
+    table = costs.builtin_table()
+    assert table.find("claude-opus-4-8[1m]").pattern == "claude-opus-4-[5-9]*"
+    assert table.find("claude-sonnet-4-5-20250929").input == 3.0
+    assert table.find("claude-opus-4-1-20250805").output == 75.0
+    assert table.find("gpt-4o") is None and table.find(None) is None
+
+
+def test_compute_cost_matches_the_cli_for_the_demo_session():
+    # The recorded demo session: the CLI reported $0.12715025 for these tokens.
+    usage = Usage(input=16159, output=880, cache_read=8798, cache_write=3193)
+    assert costs.compute_cost("claude-opus-4-8[1m]", usage) == 0.12715025
+
+
+def test_one_hour_cache_writes_and_unknown_models():
+    usage = Usage(cache_write=1_000_000, cache_write_1h=400_000)
+    assert costs.compute_cost("claude-sonnet-4-5", usage) == pytest.approx(0.6 * 3.75 + 0.4 * 6.0)
+    assert costs.compute_cost("mystery-model", Usage(input=10)) is None
+    assert costs.compute_cost("claude-sonnet-4-5", None) is None
+
+
+def test_config_prices_come_first():
+    table = costs.price_table({"model": [{"pattern": "claude-sonnet-4*", "input": 1.0, "output": 2.0}]})
+    assert costs.compute_cost("claude-sonnet-4-5", Usage(input=1_000_000, output=1_000_000), table) == 3.0
+    with pytest.raises(PromptrailError, match="unknown price key 'inptu' for x"):
+        costs.price_table({"model": [{"pattern": "x", "inptu": 1.0, "input": 1, "output": 1}]})
+
+
+def _run_with(repo, tmp_path, *, model: str, cost: float | None, usage: dict[str, int]) -> dict:
+    lines = transcript_lines([Write("x.py", "1\n")], cost=cost, usage=usage)
+    lines[0]["model"] = model
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = subprocess.run([sys.executable, "-m", "promptrail", "run", "p", "--transcript", str(path), "--json",
+                             "--repo", str(repo)], capture_output=True, text=True)
+    return json.loads(result.stdout)
+
+
+USAGE = {"input_tokens": 100_000, "output_tokens": 10_000, "cache_read_input_tokens": 0,
+         "cache_creation_input_tokens": 0}
+
+
+def test_reported_and_computed_cost_agree(repo, tmp_path):
+    data = _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=0.45, usage=USAGE)
+    assert (data["cost_usd"], data["cost_source"], data["cost_computed_usd"], data["cost_mismatch"]) == \
+        (0.45, "reported", 0.45, False)
+
+
+def test_cost_mismatch_is_flagged_and_logged(repo, tmp_path):
+    data = _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=0.50, usage=USAGE)
+    assert data["cost_mismatch"] is True and data["cost_usd"] == 0.50 and data["cost_computed_usd"] == 0.45
+    log = [e["text"] for e in Workspace(repo).store.log(data["id"])]
+    assert ("cost mismatch: the agent reported $0.5000, the tokens cost $0.4500 at claude-sonnet-4-5's prices "
+            "(more than 5 % apart)") in log
+
+
+def test_unknown_model_has_unknown_computed_cost(repo, tmp_path):
+    data = _run_with(repo, tmp_path, model="mystery-model", cost=None, usage=USAGE)
+    assert data["cost_usd"] is None and data["cost_source"] is None and data["cost_computed_usd"] is None
+    log = [e["text"] for e in Workspace(repo).store.log(data["id"])]
+    assert ("no price known for model 'mystery-model': the computed cost is unknown (add it under [prices] in "
+            ".promptrail.toml)") in log
+
+
+def test_costs_report_groups_and_keeps_unknown_apart(repo, tmp_path):
+    _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=0.45, usage=USAGE)
+    _run_with(repo, tmp_path, model="mystery-model", cost=None, usage=USAGE)
+    report = costs.spend_report(Workspace(repo).store, by="model")
+    assert [(g["key"], g["runs"], g["cost_usd"], g["unknown_cost_runs"]) for g in report["groups"]] == [
+        ("claude-sonnet-4-5", 1, 0.45, 0), ("mystery-model", 1, None, 1)]
+    assert report["total"] == {"runs": 2, "cost_usd": 0.45, "unknown_cost_runs": 1}
+    assert costs.spend_report(Workspace(repo).store, since="2999-01-01")["groups"] == []
+
+
+def test_daily_budgets_refuse_a_run_before_it_starts(repo, tmp_path):
+    _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=0.45, usage=USAGE)
+    (repo / ".promptrail.toml").write_text("[budget]\nper_user_day_usd = 0.40\n")
+    with pytest.raises(PromptrailError) as excinfo:
+        run_prompt(repo, [Write("y.py", "1\n")])
+    assert str(excinfo.value) == ("budget reached: dev@example.com spent $0.450 today, the per-user daily budget "
+                                  "is $0.400 ([budget] per_user_day_usd); try again tomorrow or raise it")
+    (repo / ".promptrail.toml").write_text("[budget]\nper_repo_day_usd = 0.45\n")
+    with pytest.raises(PromptrailError, match=r"^budget reached: this repository spent \$0.450 today, its daily "):
+        run_prompt(repo, [Write("y.py", "1\n")])
+    (repo / ".promptrail.toml").write_text("[budget]\nper_day = 1\n")
+    with pytest.raises(PromptrailError, match=r"unknown key 'per_day' in \[budget\]"):
+        run_prompt(repo, [Write("y.py", "1\n")])
+
+
+def test_a_run_stopped_by_its_budget_commits_what_it_changed(repo, tmp_path):
+    lines = transcript_lines([Write("partial.py", "half done\n")], is_error=True, cost=0.21)
+    lines[-1]["subtype"] = "error_max_budget_usd"
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    ws = Workspace(repo)
+
+    async def go():
+        run = await start_run(ws, RunRequest(prompt="big job", transcript=str(path)))
+        return await run.wait()
+
+    data = asyncio.run(go())
+    assert data["status"] == "budget_exceeded"
+    assert data["commit_sha"] is not None and [f["path"] for f in data["files"]] == ["partial.py"]
+    assert data["gate"]["status"] == "pending" and data["gate"]["can_merge"] is False
