@@ -5,6 +5,8 @@ config). The CLI prints its message on one line and exits with code 2; the langu
 answers the request with the message. Anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
 
 class PromptrailError(Exception):
     """A clear, one-line, actionable error caused by the user's input or environment."""

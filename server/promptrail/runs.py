@@ -285,7 +285,8 @@ class Run:
         self.store.update_run(self.id, **fields)
         if finished.complete and not finished.is_error:
             cost = f" · ${finished.cost_usd:.4f}" if finished.cost_usd is not None else ""
-            self.log.add("status", f"agent finished{cost}" + (f" · {finished.num_turns} turns" if finished.num_turns else ""))
+            turns = f" · {finished.num_turns} turns" if finished.num_turns else ""
+            self.log.add("status", f"agent finished{cost}{turns}")
         else:
             self.log.add("error", f"agent {'did not finish' if not finished.complete else 'failed'}: "
                                   f"{finished.error or finished.result or 'no details'}")

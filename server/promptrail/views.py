@@ -211,7 +211,8 @@ def costs_table(report: dict[str, Any]) -> None:
         console.print("no runs" + (f" since {report['since']}" if report["since"] else ""))
         return
     table = Table(show_edge=False)
-    for column in (report["by"], "runs", "cost", "unknown cost", "input tok", "output tok", "cache read", "cache write"):
+    columns = (report["by"], "runs", "cost", "unknown cost", "input tok", "output tok", "cache read", "cache write")
+    for column in columns:
         table.add_column(column, justify="left" if column == report["by"] else "right")
     for group in report["groups"]:
         tokens = group["tokens"]

@@ -126,7 +126,8 @@ def test_ctrl_c_cancels_the_run_and_ends_the_agent(repo, claude, tmp_path):
 def test_per_run_budget_is_passed_to_the_cli(repo, claude, tmp_path):
     (repo / ".promptrail.toml").write_text("[budget]\nper_run_usd = 0.05\n")
     # Turn 1 writes a file cheaply; turn 2 costs ~$1 and its write is cut off by the cap.
-    script = [Turn(text="Writing.", tool_uses=[ToolCall("Write", {"file_path": "{cwd}/first.py", "content": "x = 1\n"})],
+    first = ToolCall("Write", {"file_path": "{cwd}/first.py", "content": "x = 1\n"})
+    script = [Turn(text="Writing.", tool_uses=[first],
                    input_tokens=1000, output_tokens=50),
               Turn(text="More work.", tool_uses=[ToolCall("Write", {"file_path": "{cwd}/second.py", "content": "y\n"})],
                    input_tokens=200_000, output_tokens=100),

@@ -157,7 +157,8 @@ def test_verify_rows_cut_from_the_end(repo, ran):
 
 def test_verify_reordered_rows(repo, ran):
     conn = sqlite3.connect(repo / ".git" / "promptrail" / "audit.db")
-    rows = conn.execute("SELECT seq, ts, kind, run_id, actor, data, prev_hash, hash FROM events ORDER BY seq").fetchall()
+    rows = conn.execute("SELECT seq, ts, kind, run_id, actor, data, prev_hash, hash FROM events "
+                        "ORDER BY seq").fetchall()
     # Swap the contents of rows 2 and 3 (keeping each row's own hash with it).
     for (seq, *rest), target in ((rows[1], 3), (rows[2], 2)):
         conn.execute("UPDATE events SET ts=?, kind=?, run_id=?, actor=?, data=?, prev_hash=?, hash=? WHERE seq=?",

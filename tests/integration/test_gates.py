@@ -235,7 +235,8 @@ def test_rollback_restores_the_target_tree(repo, ran):
 
 
 def test_rollback_of_an_unmerged_run_is_refused(repo, ran):
-    with pytest.raises(PromptrailError, match=f"^run {ran['id']} is not on main; only a merged run can be rolled back$"):
+    expected = f"^run {ran['id']} is not on main; only a merged run can be rolled back$"
+    with pytest.raises(PromptrailError, match=expected):
         gates.rollback(Workspace(repo), ran["id"])
 
 
