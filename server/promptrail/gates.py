@@ -37,6 +37,8 @@ SEVERITIES = ("error", "warning", "info", "hint")
 _GATE_KEYS = {"target", "required_approvals", "approvers", "allow_self_approval", "check", "block_on"}
 _CHECK_KEYS = {"name", "run", "timeout_s"}
 REVERTS_TRAILER = "Promptrail-Reverts"
+#: A budget-capped run's partial work may be merged once approved; a failed run's may not.
+MERGEABLE_STATES = ("succeeded", "needs_attention", "budget_exceeded")
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,8 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
     blocking = [v for v in store.violations(run["id"]) if v["severity"] in policy.block_on] \
         if hasattr(store, "violations") else []
     blockers: list[str] = []
+    if run.get("status") not in MERGEABLE_STATES:
+        blockers.append(f"the run ended {run.get('status')}; only a finished run's work can be merged")
     if len(approvals) < policy.required_approvals:
         blockers.append(f"{len(approvals)}/{policy.required_approvals} approvals on {tip[:12]}")
     if rejections:
@@ -253,9 +257,10 @@ def _run(workspace: Workspace, run_ref: str) -> dict[str, Any]:
 
 
 # -- sign-off -----------------------------------------------------------------------------------
-def why_not_sign_off(workspace: Workspace, run: dict[str, Any], actor: Identity) -> str | None:
+def why_not_sign_off(workspace: Workspace, run: dict[str, Any], actor: Identity,
+                     policy: GatePolicy | None = None) -> str | None:
     """Why ``actor`` may not approve or reject ``run`` now, or None when they may."""
-    policy, _ = policy_for(workspace, run)
+    policy = policy or policy_for(workspace, run)[0]
     if run.get("gate_status") in ("merged", "rolled back"):
         return f"run {run['id']} is already {run['gate_status']}"
     if not policy.may_approve(actor.email):
@@ -275,7 +280,14 @@ def reviewable_by_me(workspace: Workspace, rows: list[dict[str, Any]]) -> set[st
         return set()
     try:
         actor = workspace.repo.identity()
-        return {r["id"] for r in open_rows if why_not_sign_off(workspace, r, actor) is None}
+        policies: dict[str | None, GatePolicy] = {}  # one policy read per target branch, not per run
+        allowed = set()
+        for row in open_rows:
+            if row.get("target_branch") not in policies:
+                policies[row.get("target_branch")] = policy_for(workspace, row)[0]
+            if why_not_sign_off(workspace, row, actor, policies[row.get("target_branch")]) is None:
+                allowed.add(row["id"])
+        return allowed
     except PromptrailError:
         return set()
 

@@ -134,7 +134,7 @@ class Attribution:
     def touched(self, relpath: str) -> bool:
         """Did any run ever change this path? (No blame at all for files no run touched.)"""
         store = self.workspace.store
-        version = (store.data_version(), store.conn.total_changes)
+        version = store.run_files_version()
         with self._lock:
             if self._touched is None or self._touched[0] != version:
                 self._touched = (version, store.touched_paths())

@@ -31,8 +31,13 @@ def _replace(match: re.Match[str]) -> str:
     return _KINDS[kind][1] + REDACTED
 
 
+# Every secret shape starts with one of these literals; a text without any is returned untouched
+# after one cheap scan (the full alternation costs ten times more per line).
+_MAYBE_SECRET = re.compile(r"sk-|AKIA|gh[pousr]_|xox[abprs]-|-----BEGIN")
+
+
 def redact(text: str) -> str:
     """Return ``text`` with known secret shapes replaced by a labelled ``[REDACTED]`` marker."""
-    if not text:
+    if not text or not _MAYBE_SECRET.search(text):
         return text
     return _SECRET.sub(_replace, text)

@@ -296,16 +296,22 @@ class Run:
         if self.cancelled:
             return {"status": "cancelled", "error": "cancelled by the user; nothing was committed"
                     + (f" (the agent's changes stay in {workdir})" if self.row["mode"] == "isolated" else "")}
-        # A run stopped by its budget cap still commits what it changed (on its branch, behind the
-        # gate like any other run), so the spend is not wasted and the work can be reviewed.
+        # A run stopped by its budget cap, or one that failed part-way in its own worktree, still
+        # commits what it changed on its branch (behind the gate), so the work and the spend are
+        # not lost and can be reviewed; its status keeps saying how it ended.
         budget_hit = finished.raw.get("subtype") == "error_max_budget_usd" or \
             finished.raw.get("stop_reason") == "budget_exceeded"
-        ended = ({"status": "budget_exceeded", "error": finished.error or finished.result or "budget exceeded"}
-                 if budget_hit else {})
-        if not finished.complete and not budget_hit:
+        error = finished.error or finished.result
+        if budget_hit:
+            ended = {"status": "budget_exceeded", "error": error or "budget exceeded"}
+        elif not finished.complete:
             return {"status": "incomplete", "error": finished.error or "the agent ended without a result"}
-        if finished.is_error and not budget_hit:
-            return {"status": "failed", "error": finished.error or finished.result or "the agent reported an error"}
+        elif finished.is_error:
+            ended = {"status": "failed", "error": error or "the agent reported an error"}
+            if self.row["mode"] != "isolated":
+                return ended  # direct mode: whatever it wrote stays in the working tree, uncommitted
+        else:
+            ended = {}
         self._status("committing")
         message = gitcommit.commit_message(self.row["summary"], self.row["prompt"], self.id,
                                            self.agent.label or self.agent.name)
@@ -328,7 +334,8 @@ class Run:
                 await asyncio.to_thread(worktree.remove, repo, workdir)
             if conflicting:
                 return {"status": "needs_attention", "error": _conflict_message(conflicting)}
-            self.log.add("status", "the agent changed no files")
+            if not ended:
+                self.log.add("status", "the agent changed no files")
             return ended or {"status": "no_changes"}
         files = [f.as_dict() for f in outcome.files]
         await asyncio.to_thread(self.store.set_run_files, self.id, files)

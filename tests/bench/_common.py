@@ -138,6 +138,8 @@ class LspClient:
         self._reader_task: asyncio.Task[None] | None = None
         self.stderr_path: Path | None = None
         self.server_requests: list[str] = []
+        #: Why the connection is unusable (the server exited, or sent a garbled message).
+        self.dead: str | None = None
         #: Keep the server's stderr file after stop (set when something went wrong).
         self.keep_stderr = False
 
@@ -168,6 +170,8 @@ class LspClient:
 
     def send_request(self, method: str, params: Any = None) -> tuple[asyncio.Future[tuple[Any, float]], float]:
         """Send now; returns (future of (result, arrival time), send time)."""
+        if self.dead is not None:
+            raise RpcError(self.dead)
         self._next_id += 1
         future: asyncio.Future[tuple[Any, float]] = asyncio.get_running_loop().create_future()
         self._pending[self._next_id] = future
@@ -214,9 +218,10 @@ class LspClient:
             reason = "server exited"
         except Exception as exc:  # noqa: BLE001 - a garbled stream fails the waiting requests, loudly
             reason = f"bad message from the server: {exc!r}"
+        self.dead = f"{reason}; its stderr: {self.stderr_path}"
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(RpcError(f"{reason}; its stderr: {self.stderr_path}"))
+                future.set_exception(RpcError(self.dead))
 
     def _dispatch(self, message: dict[str, Any], arrived: float) -> None:
         method = message.get("method")
@@ -356,8 +361,8 @@ def cached_fixture(name: str, layout: str, build: Callable[[Path], None]) -> Pat
     repo = home / "repo"
     if (home / "COMPLETE").exists():
         return repo
-    if home.exists():
-        shutil.rmtree(home)
+    for stale in BENCH_DIR.glob(f"{name}-*"):  # older versions of this fixture, and a half-built one
+        shutil.rmtree(stale, ignore_errors=True)
     home.mkdir(parents=True)
     started = time.perf_counter()
     print(f"  · building fixture {key} (once; cached in {home}) …", flush=True)

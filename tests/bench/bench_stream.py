@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _common import (BENCH_DIR, SERVER_COMMAND, STREAM_LINES, LspClient, StreamFixture, Table, median, ms,
-                     note, p95, stream_fixture)
+from _common import (BENCH_DIR, SERVER_COMMAND, STREAM_LINES, LspClient, RpcError, StreamFixture, Table, median,
+                     ms, note, p95, stream_fixture)
 
 TARGET_RATE = 30_000
 TARGET_P95_S = 0.100
 LENS_PERIOD_S = 0.020
+RUN_TIMEOUT_S = 120.0
 #: The server command (``--server`` swaps it, e.g. for a patched or profiled server in an experiment).
 SERVER = SERVER_COMMAND
 
@@ -53,6 +54,8 @@ class Pass:
     store_text: int = 0
     store_rows: int = 0
     store_gap_free: bool = False
+    #: Why the pass could not finish (e.g. a garbled message from the server), or None.
+    error: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -71,6 +74,15 @@ def parse_baseline(transcript: Path) -> float:
 
 async def one_pass(fixture: StreamFixture, name: str, edit_buffer: bool) -> Pass:
     result = Pass(name)
+    try:
+        await _drive(fixture, result, edit_buffer)
+    except (RpcError, TimeoutError, asyncio.TimeoutError) as exc:  # reported as a MISS, never lost
+        result.error = str(exc) or type(exc).__name__
+    return result
+
+
+async def _drive(fixture: StreamFixture, result: Pass, edit_buffer: bool) -> None:
+    name = result.name
     work = BENCH_DIR / "scratch" / f"stream-{name.split()[0]}"
     if work.exists():
         shutil.rmtree(work)
@@ -118,8 +130,11 @@ async def one_pass(fixture: StreamFixture, name: str, edit_buffer: bool) -> Pass
         run_id.append(answer["runId"])
 
         version = 1
+        deadline = time.perf_counter() + RUN_TIMEOUT_S
         while not done.is_set():
             started = time.perf_counter()
+            if started > deadline:
+                raise TimeoutError(f"no final runStatus within {RUN_TIMEOUT_S:g} s")
             if edit_buffer:
                 version += 1
                 client.notify("textDocument/didChange", {
@@ -150,7 +165,9 @@ async def one_pass(fixture: StreamFixture, name: str, edit_buffer: bool) -> Pass
     finally:
         await client.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return result
+        # A run cut short (a failed pass) keeps its worktree by design; this copy is gone, so is that.
+        for worktrees in (BENCH_DIR / "home" / ".cache" / "promptrail" / "worktrees").glob(f"{work.name}-*"):
+            shutil.rmtree(worktrees, ignore_errors=True)
 
 
 async def main(fixture: StreamFixture, passes: int) -> None:
@@ -164,6 +181,9 @@ async def main(fixture: StreamFixture, passes: int) -> None:
     table.add("read + json.loads of the transcript (baseline)", 3, ms(baseline), "", "", "",
               f"{base_rate:,.0f} lines/s")
     for run in runs:
+        if run.error is not None:
+            table.add(f"pass {run.name}: FAILED, see below", 1, "", "", "", "", "", False)
+            continue
         rate = STREAM_LINES / run.elapsed
         if run is runs[0]:
             table.add(f"pass {run.name[:1]}: runPrompt → final runStatus", 1, ms(run.elapsed), "", ms(baseline),
@@ -177,6 +197,10 @@ async def main(fixture: StreamFixture, passes: int) -> None:
                   p95(run.lens) <= TARGET_P95_S)
     table.print()
     for run in runs:
+        if run.error is not None:
+            note(f"pass {run.name}: FAILED after {len(run.lens)} lens requests and "
+                 f"{run.entries or 'an unknown number of'} log entries: {run.error}")
+            continue
         note(f"pass {run.name}: completeness {'OK' if run.complete else 'FAILED'}: all {STREAM_LINES:,} text "
              f"entries at the client and in the store, seq gap-free on both sides")
         note(f"pass {run.name}: status {run.status.get('status')} · client got {run.entries:,} entries "

@@ -54,6 +54,9 @@ class Recorder:
 
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     lens_refreshes: int = 0
+    #: Every ``textDocument/publishDiagnostics`` in arrival order (``client.diagnostics`` keeps
+    #: only the latest per document).
+    published: list[types.PublishDiagnosticsParams] = field(default_factory=list)
 
     def attach(self, client: LanguageClient) -> None:
         @client.feature("promptrail/log")
@@ -67,6 +70,20 @@ class Recorder:
         @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
         def on_refresh(params: Any) -> None:
             self.lens_refreshes += 1
+
+        # pytest-lsp registers its own handler (filling ``client.diagnostics``) and a method takes
+        # one handler: record, then hand over to it.
+        features = client.protocol.fm.features
+        keep_latest = features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
+
+        def on_diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            self.published.append(params)
+            keep_latest(params)
+
+        features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = on_diagnostics
+
+    def diagnostics_of(self, uri: str) -> list[types.PublishDiagnosticsParams]:
+        return [p for p in self.published if p.uri == uri]
 
     def batches(self, run_id: str) -> list[dict[str, Any]]:
         return [p for kind, p in self.events if kind == "log" and p["runId"] == run_id]

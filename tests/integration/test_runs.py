@@ -198,7 +198,11 @@ def test_secret_in_prompt_is_redacted_everywhere(repo):
 
 def test_agent_error_and_incomplete_outcomes(repo):
     failed = run_prompt(repo, [Write("x.py", "1\n")], is_error=True)
-    assert failed["status"] == "failed" and failed["commit_sha"] is None
+    # The partial work is kept on the run's branch, and the gate will not merge a failed run.
+    assert failed["status"] == "failed" and failed["error"] == "failed badly"
+    assert git(repo, "show", f"{failed['commit_sha']}:x.py") == "1\n"
+    assert git(repo, "rev-parse", "main").strip() == failed["base_sha"]
+    assert "the run ended failed; only a finished run's work can be merged" in failed["gate"]["merge_blockers"]
     incomplete = run_prompt(repo, [Write("y.py", "1\n")], result=False)
     assert incomplete["status"] == "incomplete"
     assert incomplete["cost_usd"] is None and incomplete["commit_sha"] is None

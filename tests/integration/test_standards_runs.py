@@ -151,14 +151,21 @@ def test_a_repository_without_claude_md_and_a_failed_run(tmp_path, repo):
     data, _ = run_prompt(repo, [Write(".promptrail.toml", "[agent]\nmode = \"isolated\"\n")])
     assert data["status"] == "succeeded"
     assert data["violations"] == [] and data["policy_change"] is True  # .promptrail.toml is policy too
-    # A run that never committed was never checked: no violations, no policy change, no run.checked.
+    # A failed run's partial work is committed on its branch and checked like any other run.
     transcript = write_transcript(tmp_path / "fail.jsonl", [Write("x.py", "print(1)\n")], is_error=True)
     result = subprocess.run([sys.executable, "-m", "promptrail", "run", "fail", "--transcript", str(transcript),
                              "--json"], cwd=repo, capture_output=True, text=True, timeout=120)
     failed = json.loads(result.stdout)
     assert failed["status"] == "failed" and failed["violations"] == [] and failed["policy_change"] is False
     kinds = [e["kind"] for e in Workspace(repo).store.feed(run_id=failed["id"])]
-    assert "run.checked" not in kinds
+    assert "run.checked" in kinds
+    # A run that never committed was never checked: no run.checked event.
+    empty = write_transcript(tmp_path / "empty.jsonl", [], is_error=True)
+    result = subprocess.run([sys.executable, "-m", "promptrail", "run", "fail", "--transcript", str(empty),
+                             "--json"], cwd=repo, capture_output=True, text=True, timeout=120)
+    nothing = json.loads(result.stdout)
+    assert nothing["status"] == "failed" and nothing["commit_sha"] is None
+    assert "run.checked" not in [e["kind"] for e in Workspace(repo).store.feed(run_id=nothing["id"])]
 
 
 def test_an_old_database_gains_the_violations_table(tmp_path, repo):

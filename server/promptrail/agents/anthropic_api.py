@@ -257,8 +257,8 @@ class AnthropicAgent(Agent):
                 yield self._cancelled_finish(total, turns)
                 return
             # Explicit credentials are total for the SDK: it reads no other credential source.
-            client = sdk.AsyncAnthropic(api_key=api_key, auth_token=None if api_key else auth_token, base_url=base_url,
-                                        max_retries=self.settings.max_retries,
+            client = sdk.AsyncAnthropic(api_key=api_key, auth_token=None if api_key else auth_token,
+                                        base_url=base_url, max_retries=self.settings.max_retries,
                                         timeout=self.settings.request_timeout_s)
             system = self._system(claude_md, root)
             tools = self._tools()
@@ -329,8 +329,8 @@ class AnthropicAgent(Agent):
                     messages.append({"role": "assistant", "content": state.content})
                 if state.stop_reason == "refusal":
                     self.stop_reason = "refusal"
-                    yield self._finish(total, turns, is_error=True, state=state,
-                                       error="the model refused the request" + (f": {final_text}" if final_text else ""))
+                    refused = "the model refused the request" + (f": {final_text}" if final_text else "")
+                    yield self._finish(total, turns, is_error=True, error=refused, state=state)
                     return
                 if not state.tool_uses:
                     if state.stop_reason == "max_tokens":
@@ -489,10 +489,12 @@ class AnthropicAgent(Agent):
         if isinstance(status, int):
             return f"the Anthropic API refused the request in turn {turn} ({detail})"
         name = type(exc).__name__
-        if name == "APITimeoutError":
+        # By name: the SDK's classes exist only once it is imported, and this must not import it.
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "APITimeoutError" in kinds:
             return (f"the Anthropic API at {where} did not answer within {self.settings.request_timeout_s:g} s"
                     f"{after}")
-        if name == "APIConnectionError":
+        if "APIConnectionError" in kinds:
             cause = exc.__cause__ or exc.__context__
             return f"could not reach the Anthropic API at {where}{after}: {cause or exc}"
         return f"the anthropic agent failed in turn {turn}: {name}: {exc}"

@@ -51,41 +51,39 @@ class ReplayAgent(Agent):
             return
 
         parser = StreamJsonParser()
-        # Parsed in a thread: a long transcript takes seconds, which the event loop (and with it
-        # every editor request during a run) must not wait for.
-        per_line = await asyncio.to_thread(lambda: [parser.feed_line(line) for line in _split_lines(data)])
-        # A change the recorded session failed to make (no match, permission denied...) left the
-        # files as they were, so the replay must not make it either.
-        failed_ids = {
-            event.tool_use_id
-            for events in per_line
-            for event in events
-            if isinstance(event, ToolResult) and event.is_error
-        }
+        lines = await asyncio.to_thread(_split_lines, data)
         root = Path(cwd)
         recorded_cwd: str | None = None
-        for index, events in enumerate(per_line):
-            if index and self.delay:
-                await self._pause()
-            elif index % 64 == 0:
-                await asyncio.sleep(0)  # without a delay nothing here awaits: let the loop breathe
-            if self._cancelled.is_set():
-                # Not parser.finish_cancelled(): the parser has read ahead to the recorded result,
-                # whose cost this replay, stopped part-way, did not reach.
-                yield Finished(is_error=True, complete=False, error=CANCELLED)
-                return
-            for event in events:
-                yield event
-                if isinstance(event, Started) and recorded_cwd is None:
-                    recorded_cwd = event.cwd
-                elif isinstance(event, ToolUse) and event.name in FILE_TOOLS and event.id not in failed_ids:
-                    try:
-                        await asyncio.to_thread(apply_file_tool, event, recorded_cwd, root)
-                    except ReplayRefused as refusal:
-                        yield Raw(
-                            f"replay: {event.name} {event.input.get('file_path')!r} not applied: {refusal}",
-                            stream=NOTE_STREAM,
-                        )
+        # A file tool is applied when its recorded result shows it succeeded: a change the session
+        # failed to make (no match, permission denied...) left the files as they were.
+        pending: dict[str, ToolUse] = {}
+        for start in range(0, len(lines), _CHUNK):
+            chunk = lines[start:start + _CHUNK]
+            # Parsed in a thread, a chunk at a time: the event loop (and every editor request
+            # during a run) never waits for a long transcript, and events flow from the start.
+            per_line = await asyncio.to_thread(lambda chunk=chunk: [parser.feed_line(line) for line in chunk])
+            for index, events in enumerate(per_line, start):
+                if index and self.delay:
+                    await self._pause()
+                elif index % 64 == 0:
+                    await asyncio.sleep(0)  # without a delay nothing here awaits: let the loop breathe
+                if self._cancelled.is_set():
+                    # Not parser.finish_cancelled(): the parser may have read ahead to the recorded
+                    # result, whose cost this replay, stopped part-way, did not reach.
+                    yield Finished(is_error=True, complete=False, error=CANCELLED)
+                    return
+                for event in events:
+                    yield event
+                    if isinstance(event, Started) and recorded_cwd is None:
+                        recorded_cwd = event.cwd
+                    elif isinstance(event, ToolUse) and event.name in FILE_TOOLS:
+                        pending[event.id] = event
+                    elif isinstance(event, ToolResult) and event.tool_use_id in pending:
+                        use = pending.pop(event.tool_use_id)
+                        if not event.is_error:
+                            refusal = await _apply(use, recorded_cwd, root)
+                            if refusal:
+                                yield refusal
         yield parser.finish("the transcript ended without a result")
 
     async def cancel(self) -> None:
@@ -96,6 +94,18 @@ class ReplayAgent(Agent):
             await asyncio.wait_for(self._cancelled.wait(), self.delay)
         except TimeoutError:
             pass
+
+
+_CHUNK = 2000
+
+
+async def _apply(use: ToolUse, recorded_cwd: str | None, root: Path) -> Raw | None:
+    """Make a recorded file change; a note (not an exception) when it cannot be made."""
+    try:
+        await asyncio.to_thread(apply_file_tool, use, recorded_cwd, root)
+    except ReplayRefused as refusal:
+        return Raw(f"replay: {use.name} {use.input.get('file_path')!r} not applied: {refusal}", stream=NOTE_STREAM)
+    return None
 
 
 def _split_lines(data: bytes) -> list[bytes]:

@@ -116,10 +116,18 @@ class AuditStore:
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._migrate()
+        # Log lines arrive by the hundred thousand from a writer thread: they get their own
+        # connection, so readers (lens requests) never queue behind a batch insert (WAL lets
+        # readers and one writer proceed together).
+        self._log_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._log_conn.execute("PRAGMA busy_timeout=30000")
+        self._log_conn.execute("PRAGMA synchronous=NORMAL")
+        self._log_lock = threading.Lock()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._log_lock:
             self.conn.close()
+            self._log_conn.close()
 
     # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -235,10 +243,11 @@ class AuditStore:
                 r[0] for r in self.conn.execute(
                     "SELECT DISTINCT old_path FROM run_files WHERE old_path IS NOT NULL")}
 
-    def data_version(self) -> int:
-        """Changes whenever another connection commits (cheap cache invalidation)."""
+    def run_files_version(self) -> tuple[int, int]:
+        """Changes whenever a run's files are recorded (cache key for ``touched_paths``); log
+        writes, which happen constantly during a run, do not change it."""
         with self._lock:
-            return self.conn.execute("PRAGMA data_version").fetchone()[0]
+            return tuple(self.conn.execute("SELECT COALESCE(MAX(rowid), 0), COUNT(*) FROM run_files").fetchone())
 
     def query(self, sql: str, params: list[Any] | None = None, *, scalar: bool = False) -> Any:
         """A read-only query for aggregate reports (costs); rows as dicts, or one value."""
@@ -289,9 +298,15 @@ class AuditStore:
         """Insert (run_id, seq, ts, kind, text) rows in one transaction."""
         if not entries:
             return
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO log_entries (run_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)", entries)
+        with self._log_lock:
+            self._log_conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._log_conn.executemany(
+                    "INSERT INTO log_entries (run_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)", entries)
+            except BaseException:
+                self._log_conn.execute("ROLLBACK")
+                raise
+            self._log_conn.execute("COMMIT")
 
     def log(self, run_id: str, *, after_seq: int = 0) -> list[dict[str, Any]]:
         with self._lock:

@@ -125,6 +125,19 @@ class Repo:
             raise PromptrailError(NO_IDENTITY)
         return Identity(name, email)
 
+    def config_stamp(self) -> tuple[float, ...]:
+        """Modification times of the git config files that can set the identity: a cheap key for
+        caching answers that depend on who the user is."""
+        home = Path.home()
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        stamps = []
+        for path in (self.common_dir / "config", home / ".gitconfig", xdg / "git" / "config"):
+            try:
+                stamps.append(path.stat().st_mtime)
+            except OSError:
+                stamps.append(0.0)
+        return tuple(stamps)
+
     def relpath(self, path: Path) -> str:
         """A path (absolute or relative to cwd) as git sees it, relative to the root."""
         absolute = Path(path).expanduser().resolve()

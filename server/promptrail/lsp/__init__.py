@@ -7,6 +7,7 @@ Thin by design, it only translates between LSP and the core:
 - ``commands`` ``workspace/executeCommand`` handlers → ``runs`` and ``queries``;
 - ``stream``   a run's core events → ``promptrail/log``, ``promptrail/runStatus``, ``$/progress``;
 - ``lenses``   ``textDocument/codeLens`` over AI-written lines, from ``queries.Attribution``.
+- ``diagnostics`` CLAUDE.md rule violations as ``textDocument/publishDiagnostics``, from ``standards``.
 
 Nothing here is imported by the core, and nothing heavy (git, SQLite) is imported before the
 first request that needs it, so ``initialize`` answers as fast as a bare pygls server.

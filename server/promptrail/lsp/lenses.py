@@ -10,6 +10,7 @@ SQLite run in a worker thread; a document outside any repository simply has no l
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -80,12 +81,27 @@ def _lenses(repository: Repository, path: Path, uri: str, text: str | None,
 REVIEW_ACTIONS = (("✓ Approve", GATE_APPROVE), ("✗ Reject", GATE_REJECT), ("▶ Simulate", GATE_SIMULATE))
 
 
+_REVIEW_CACHE_S = 10.0
+_review_cache: dict[tuple, tuple[float, frozenset[str]]] = {}
+
+
 def _reviewable(workspace: Workspace, attribution) -> set[str]:
+    """Runs in this file the viewer may sign off. Deciding costs a few git calls (identity,
+    policy), so the answer is kept for a few seconds per (runs and their gates, HEAD)."""
     from promptrail.gates import reviewable_by_me
 
     # Fresh rows: the attribution's are cached with the blame and may predate a sign-off.
     rows = list(workspace.store.runs_by_ids((attribution.runs or {}).keys()).values())
-    return reviewable_by_me(workspace, rows)
+    key = (str(workspace.root), workspace.repo.head_sha_fast(), workspace.repo.config_stamp(),
+           frozenset((row["id"], row.get("gate_status")) for row in rows))
+    now = time.monotonic()
+    cached = _review_cache.get(key)
+    if cached is None or now - cached[0] > _REVIEW_CACHE_S:
+        if len(_review_cache) > 256:
+            _review_cache.clear()
+        cached = (now, frozenset(reviewable_by_me(workspace, rows)))
+        _review_cache[key] = cached
+    return set(cached[1])
 
 
 async def resolve_code_lens(ls: PromptrailServer, lens: types.CodeLens) -> types.CodeLens:

@@ -1,5 +1,6 @@
 """The language server: its state (the folders' repositories, the runs it started), the wiring of
-LSP methods to ``commands``, ``lenses`` and ``folders``, and ``serve`` (``promptrail serve``).
+LSP methods to ``commands``, ``lenses``, ``diagnostics`` and ``folders``, and ``serve``
+(``promptrail serve``).
 
 ``initialize`` does nothing of promptrail's own: repositories are opened on the first request that
 needs them, and the git and SQLite modules are imported then too, so start-up costs what a bare
@@ -19,6 +20,7 @@ from pygls.lsp.server import LanguageServer
 from promptrail import __version__
 from promptrail.errors import PromptrailError
 from promptrail.lsp import commands, lenses
+from promptrail.lsp.diagnostics import Diagnostics
 from promptrail.lsp.folders import Folders, uri_to_path
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ class PromptrailServer(LanguageServer):
         self.active_runs: dict[str, Run] = {}
         #: Every run started here → its repository, so showRun needs no folder for them.
         self.run_homes: dict[str, Repository] = {}
+        #: CLAUDE.md rule diagnostics of the open documents.
+        self.diagnostics = Diagnostics(self)
 
 
 def create_server() -> PromptrailServer:
@@ -47,15 +51,22 @@ def create_server() -> PromptrailServer:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: PromptrailServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.folders.active_uri = params.text_document.uri
+        ls.diagnostics.opened(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: PromptrailServer, params: types.DidChangeTextDocumentParams) -> None:
         ls.folders.active_uri = params.text_document.uri
+        ls.diagnostics.changed(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    def did_save(ls: PromptrailServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.diagnostics.saved(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: PromptrailServer, params: types.DidCloseTextDocumentParams) -> None:
         if ls.folders.active_uri == params.text_document.uri:
             ls.folders.active_uri = None
+        ls.diagnostics.closed(params.text_document.uri)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     def folders_changed(ls: PromptrailServer, params: types.DidChangeWorkspaceFoldersParams) -> None:
@@ -89,7 +100,9 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     sys.setswitchinterval(0.0005)
     server = create_server()
     if transport == "stdio":
-        server.start_io()
+        # A buffered writer: with PYTHONUNBUFFERED=1, sys.stdout.buffer is a raw FileIO whose short
+        # writes pygls does not retry, which cut large log notifications off mid-message.
+        server.start_io(sys.stdin.buffer, open(sys.stdout.fileno(), "wb", closefd=False))
     elif transport in ("tcp", "ws"):
         if host is None or port is None:
             raise PromptrailError(f"--{transport} needs HOST:PORT")

@@ -540,10 +540,12 @@ def diagnose_document(workspace: _HasRepo, relpath: str, text: str, *,
     return check_text(rules.rules_for(relpath), relpath, text)
 
 
-def diagnose_claude_md(workspace: _HasRepo, relpath: str, text: str) -> list[RuleProblem]:
+def diagnose_claude_md(workspace: _HasRepo, relpath: str, text: str, *,
+                       claude_md: Mapping[str, str] | None = None) -> list[RuleProblem]:
     """Problems of one CLAUDE.md given its (possibly unsaved) ``text``: bad TOML, unknown keys,
-    bad regexes, and ids that repeat one in any other CLAUDE.md of the working tree."""
-    rules = worktree_rule_set(workspace.repo, {relpath: text})
+    bad regexes, and ids that repeat one in any other CLAUDE.md of the working tree.
+    ``claude_md`` maps other CLAUDE.md paths to unsaved editor text (as for ``diagnose_document``)."""
+    rules = worktree_rule_set(workspace.repo, {**(claude_md or {}), relpath: text})
     return rules.problems_in(relpath)
 
 

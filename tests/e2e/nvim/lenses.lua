@@ -1,0 +1,40 @@
+-- Attach to a file with an AI run's lines; its lens (resolved lazily) names the prompt and cost.
+-- Then the server's workspace/codeLens/refresh (after an approval) and a save both refresh it.
+local H = dofile(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":h") .. "/helpers.lua")
+
+H.run(function()
+  local promptrail = require("promptrail")
+  promptrail.setup({ cmd = H.config.server })
+  vim.cmd("edit " .. vim.fn.fnameescape(H.config.file))
+  local bufnr = vim.api.nvim_get_current_buf()
+
+  H.wait(15000, function()
+    return #promptrail._compat.clients(bufnr) > 0
+  end, "the promptrail client to attach")
+  local client = promptrail._compat.clients(bufnr)[1]
+  H.result.client = { name = client.name, root = client.config.root_dir }
+
+  H.wait(15000, function()
+    return H.resolved(bufnr) and #H.lens_text(bufnr) > 0
+  end, "resolved code lenses on open")
+  H.result.on_open = { lenses = H.lenses(bufnr), shown = H.lens_text(bufnr) }
+
+  -- The server answers an approval with workspace/codeLens/refresh: the title shows the new gate.
+  promptrail.execute("promptrail.gate.approve", { runId = H.config.run_id }, function(gate)
+    H.result.approve = gate
+  end)
+  H.wait(15000, function()
+    local lenses = H.lenses(bufnr)
+    return #lenses > 0 and type(lenses[1].title) == "string" and lenses[1].title:find("approved", 1, true) ~= nil
+  end, "the lens to show the approval after workspace/codeLens/refresh")
+  H.result.after_refresh = { lenses = H.lenses(bufnr), shown = H.lens_text(bufnr) }
+
+  -- A line added above the AI lines and saved: the lenses move down with them.
+  vim.api.nvim_buf_set_lines(bufnr, 0, 0, false, { "# a human comment" })
+  vim.cmd("silent write")
+  H.wait(15000, function()
+    local lenses = H.lenses(bufnr)
+    return H.resolved(bufnr) and lenses[1].line == H.result.on_open.lenses[1].line + 1
+  end, "the lenses to move down after a save")
+  H.result.after_save = { lenses = H.lenses(bufnr), shown = H.lens_text(bufnr) }
+end)
