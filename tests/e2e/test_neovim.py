@@ -114,6 +114,8 @@ def test_lenses_on_ai_lines_refresh_on_open_server_request_and_save(nvim: str, t
     shown = result["on_open"]["shown"]
     assert len(shown) == 1 and shown[0]["line"] == 0 and shown[0]["text"].startswith(title)
 
+    assert result["show_lines"][:3] == [f"run        {run['id']}", f"prompt     {PROMPT}", "status     succeeded"]
+
     assert result["approve"]["status"] == "approved by dev@example.com"
     assert result["after_refresh"]["lenses"][0]["title"].endswith("gate: approved by dev@example.com")
     assert result["after_refresh"]["shown"][0]["text"].startswith(title)

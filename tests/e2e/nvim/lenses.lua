@@ -19,6 +19,25 @@ H.run(function()
   end, "resolved code lenses on open")
   H.result.on_open = { lenses = H.lenses(bufnr), shown = H.lens_text(bufnr) }
 
+  -- Running the run's lens (:lua vim.lsp.codelens.run(), one of several on the line) shows the run.
+  vim.ui.select = function(items, opts, on_choice)
+    for _, item in ipairs(items) do
+      if opts.format_item(item):find("✦", 1, true) then
+        return on_choice(item)
+      end
+    end
+    on_choice(nil)
+  end
+  vim.api.nvim_win_set_cursor(0, { H.result.on_open.lenses[1].line + 1, 0 })
+  vim.lsp.codelens.run()
+  local show = "promptrail://run/" .. H.config.run_id
+  H.wait(10000, function()
+    return vim.fn.bufnr(show) ~= -1
+  end, "the run shown by its lens")
+  H.result.show_lines = H.buffer_lines(vim.fn.bufnr(show))
+  vim.cmd("close")
+  H.check(vim.api.nvim_get_current_buf() == bufnr, "back in the file after closing the run")
+
   -- The server answers an approval with workspace/codeLens/refresh: the title shows the new gate.
   promptrail.execute("promptrail.gate.approve", { runId = H.config.run_id }, function(gate)
     H.result.approve = gate

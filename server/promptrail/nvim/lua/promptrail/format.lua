@@ -23,8 +23,7 @@ function M.cost(value)
     return string.format("$%.3f", value)
   end
   local whole, fraction = string.format("%.2f", value):match("^(%d+)%.(%d+)$")
-  whole = whole:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
-  return "$" .. whole .. "." .. fraction
+  return "$" .. M.thousands(whole) .. "." .. fraction
 end
 
 function M.total_tokens(tokens)
@@ -160,6 +159,12 @@ function M.footer(params)
   return "━━━ " .. M.outcome(params) .. " ━━━"
 end
 
+--- `16,159`, as the CLI writes counts.
+function M.thousands(count)
+  local digits = tostring(math.floor(tonumber(count) or 0))
+  return (digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
+end
+
 local function field(name, value)
   return string.format("%-10s %s", name, value)
 end
@@ -192,8 +197,8 @@ function M.show_lines(run, entries)
   end
   local tokens = run.tokens
   if type(tokens) == "table" then
-    add("tokens", string.format("%d in · %d out · %d cache read · %d cache write", tokens.input or 0,
-      tokens.output or 0, tokens.cache_read or 0, tokens.cache_write or 0))
+    add("tokens", string.format("%s in · %s out · %s cache read · %s cache write", M.thousands(tokens.input),
+      M.thousands(tokens.output), M.thousands(tokens.cache_read), M.thousands(tokens.cache_write)))
   end
   add("cost", M.cost(run.cost_usd) .. (is_null(run.cost_source) and "" or (" (" .. run.cost_source .. ")")))
   if type(run.gate) == "table" then

@@ -48,6 +48,7 @@ M.state = {
   order = {}, -- run ids in the order they were first seen
   pending = {}, -- client id -> run requests sent, whose run id is not known yet
   last_run = nil,
+  last_client = nil, -- the client the last command went to
   log_buf = nil,
 }
 
@@ -310,8 +311,9 @@ local function capabilities()
 end
 
 local function on_attach(client, bufnr)
+  M.state.last_client = client.id
   api.nvim_clear_autocmds({ group = buffer_group, buffer = bufnr })
-  api.nvim_create_autocmd({ "BufEnter", "BufWritePost" }, {
+  api.nvim_create_autocmd({ "BufEnter", "BufReadPost", "BufWritePost" }, {
     group = buffer_group,
     buffer = bufnr,
     callback = function()
@@ -334,6 +336,13 @@ local function client_config(root)
     workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
     capabilities = capabilities(),
     handlers = handlers,
+    -- A run's lens (`vim.lsp.codelens.run()`) opens the run here instead of discarding the answer.
+    commands = {
+      ["promptrail.showRun"] = function(command)
+        local arguments = command.arguments and command.arguments[1]
+        M.show(type(arguments) == "table" and arguments.runId or nil)
+      end,
+    },
     on_attach = on_attach,
     on_init = function(client)
       M.state.ready[client.id] = true
@@ -356,8 +365,8 @@ local function client_config(root)
       end
       if code ~= 0 and signal == 0 then
         vim.schedule(function()
-          notify(string.format("the server (%s) exited with code %d; see :lua vim.cmd('e'..vim.lsp.get_log_path())",
-            table.concat(M.config.cmd, " "), code), vim.log.levels.ERROR)
+          notify(string.format("the server (%s) exited with code %d; its output is in %s",
+            table.concat(M.config.cmd, " "), code, vim.lsp.get_log_path()), vim.log.levels.ERROR)
         end)
       end
     end,
@@ -417,13 +426,17 @@ function M.attach(bufnr)
 end
 
 --- Call `callback(client)` with the initialized client for the current buffer's repository (else
---- the working directory's), starting one if needed.
+--- the one used last, from the log buffer say, else the working directory's), starting one if needed.
 local function with_client(callback)
   local bufnr = api.nvim_get_current_buf()
   local client = compat.clients(bufnr)[1]
   local id = client and client.id
+  local root = is_file_buffer(bufnr) and M.git_root(api.nvim_buf_get_name(bufnr)) or nil
+  if not id and not root and M.state.last_client and vim.lsp.get_client_by_id(M.state.last_client) then
+    id = M.state.last_client
+  end
   if not id then
-    local root = (is_file_buffer(bufnr) and M.git_root(api.nvim_buf_get_name(bufnr))) or M.git_root(vim.fn.getcwd())
+    root = root or M.git_root(vim.fn.getcwd())
     if not root then
       notify("not inside a git repository (open a file in one, or :cd there)", vim.log.levels.ERROR)
       return
@@ -433,6 +446,7 @@ local function with_client(callback)
       return
     end
   end
+  M.state.last_client = id
   if M.state.ready[id] then
     callback(vim.lsp.get_client_by_id(id))
   else
