@@ -73,3 +73,15 @@ async def test_costs_request_and_todays_spend(lsp: LanguageClient, lsp_folders: 
     assert [(g["key"], g["runs"], g["cost_usd"]) for g in groups] == [("claude-opus-4-8[1m]", 1, 0.0325)]
     with pytest.raises(JsonRpcException, match="cannot group costs by 'color'"):
         await lsp.protocol.send_request_async("promptrail/costs", {"by": "color"})
+
+
+async def test_log_command_matches_the_cli(lsp: LanguageClient, lsp_folders: LspFolders):
+    from tests.e2e.conftest import cli_json
+
+    run_id = await run_prompt(lsp, lsp_folders)
+    await recorder(lsp).wait_final(run_id)
+    entries = await execute(lsp, "promptrail.log", {"runId": run_id})
+    assert entries == cli_json(lsp_folders.repo, "log", run_id)
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    with pytest.raises(JsonRpcException, match="unknown run id 'nope'"):
+        await execute(lsp, "promptrail.log", {"runId": "nope"})

@@ -33,6 +33,7 @@ CANCEL_RUN = "promptrail.cancelRun"
 SHOW_RUN = "promptrail.showRun"
 HISTORY = "promptrail.history"
 FEED = "promptrail.feed"
+LOG = "promptrail.log"
 GATE_SIMULATE = "promptrail.gate.simulate"
 GATE_APPROVE = "promptrail.gate.approve"
 GATE_REJECT = "promptrail.gate.reject"
@@ -92,23 +93,27 @@ def _plain(value: Any) -> Any:
 
 
 def register(server: PromptrailServer) -> None:
-    server.feature(COSTS_REQUEST)(_answering_errors(costs))
-    for name, handler in ((RUN_PROMPT, run_prompt), (CANCEL_RUN, cancel_run), (SHOW_RUN, show_run),
-                          (HISTORY, history), (FEED, feed), (GATE_SIMULATE, gate_simulate),
+    # Queries answer errors quietly (views refresh them in the background); actions a person
+    # took also show the error, so it is seen even by clients that drop failed command results.
+    server.feature(COSTS_REQUEST)(_answering_errors(costs, show=False))
+    for name, handler in ((SHOW_RUN, show_run), (LOG, run_log), (HISTORY, history), (FEED, feed)):
+        server.command(name)(_answering_errors(handler, show=False))
+    for name, handler in ((RUN_PROMPT, run_prompt), (CANCEL_RUN, cancel_run), (GATE_SIMULATE, gate_simulate),
                           (GATE_APPROVE, gate_approve), (GATE_REJECT, gate_reject), (GATE_MERGE, gate_merge),
                           (ROLLBACK, rollback)):
-        server.command(name)(_answering_errors(handler))
+        server.command(name)(_answering_errors(handler, show=True))
 
 
-def _answering_errors(handler: Handler) -> Handler:
+def _answering_errors(handler: Handler, *, show: bool) -> Handler:
     # `ls` stays unannotated: pygls resolves a command's type hints when it is called, and the
     # server class is only imported here for type checking.
     async def answer(ls, *args: Any) -> Any:
         try:
             return await handler(ls, *args)
         except PromptrailError as exc:
-            ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Error,
-                                                           message=f"promptrail: {exc}"))
+            if show:
+                ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Error,
+                                                               message=f"promptrail: {exc}"))
             raise CommandFailed(str(exc)) from None
 
     answer.__doc__ = handler.__doc__
@@ -185,6 +190,15 @@ async def show_run(ls: PromptrailServer, *args: Any) -> dict[str, Any]:
     assert ref is not None
     repository, run_id = await _find_run(ls, opts, ref)
     return await asyncio.to_thread(queries.run_json, repository.workspace, run_id)
+
+
+async def run_log(ls: PromptrailServer, *args: Any) -> list[dict[str, Any]]:
+    """``{runId}`` → every log entry of the run (``promptrail log RUN --json``)."""
+    from promptrail import queries
+
+    opts = options(args, ("runId",))
+    repository, run_id = await _find_run(ls, opts, _text(opts, "runId", required=True) or "")
+    return await asyncio.to_thread(queries.run_log, repository.workspace, run_id)
 
 
 async def history(ls: PromptrailServer, *args: Any) -> list[dict[str, Any]]:
