@@ -279,6 +279,31 @@ def check(paths: tuple[str, ...], output_format: str, repo: str | None, as_json:
 
 
 @cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--model", metavar="M", default=None,
+              help="The model that reviews (default: [agent] model, else the anthropic agent's default).")
+@_repo_option
+@_json_option
+def review(run_ref: str, model: str | None, repo: str | None, as_json: bool) -> None:
+    """Ask the model to judge RUN's diff against the prose of CLAUDE.md; store its findings.
+
+    The findings become the run's violations with source "CLAUDE.md (review)" (replacing an earlier
+    review's) and a run.reviewed feed event. Needs ANTHROPIC_API_KEY; ANTHROPIC_BASE_URL is honoured.
+    Exit 1 when a finding has severity error, 0 otherwise; a bad reply or bad input exits 2."""
+    from promptrail import views
+    from promptrail.standards.review import review_run
+
+    result = review_run(_workspace(repo), run_ref, model=model)
+    if as_json:
+        _print_json(result.as_dict())
+    else:
+        for line in views.review_report(result):
+            click.echo(line)
+    if result.has_errors:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--by", type=click.Choice(["user", "model", "day", "agent"]), default="day", show_default=True)
 @click.option("--since", metavar="DATE", default=None, help="Only runs started on or after DATE (YYYY-MM-DD).")
 @_repo_option

@@ -164,7 +164,13 @@ def run_violations(violations: list[dict[str, Any]]) -> None:
     for v in violations:
         console.print(Text(f"  {v['path']}:{v['line']}:{v['start_col'] + 1}: ") +
                       Text(v["severity"], style=_SEVERITY_STYLE.get(v["severity"], "")) +
-                      Text(f" [{v['rule_id']}] {v['message']}"))
+                      Text(_violation_text(v)))
+
+
+def _violation_text(v: dict[str, Any]) -> str:
+    if v.get("source") == "CLAUDE.md (review)":  # a review's "rule" is a quote of CLAUDE.md prose
+        return f" \"{' '.join(str(v['rule_id']).split())}\" {v['message']} (review)"
+    return f" [{v['rule_id']}] {v['message']}"
 
 
 def check_report(report: Any) -> list[str]:
@@ -179,6 +185,18 @@ def check_report(report: Any) -> list[str]:
     found = ", ".join(f"{counts[s]} {s}" for s in ("error", "warning", "info", "hint") if counts.get(s))
     problems = f" · {len(report.problems)} CLAUDE.md problem(s)" if report.problems else ""
     lines.append(f"{found or 'no violations'} · {report.files_checked} file(s), {report.rules} rule(s){problems}")
+    return lines
+
+
+def review_report(review: Any) -> list[str]:
+    """``promptrail review`` as plain lines: one per finding (``path:line: severity "quote" why``),
+    then a summary naming the model, the commit and the CLAUDE.md files it was judged against."""
+    lines = [f"{f.file}:{f.line}: {f.severity} \"{' '.join(f.rule.split())}\" {f.why}" for f in review.findings]
+    counts = review.counts()
+    found = ", ".join(f"{counts[s]} {s}" for s in ("error", "warning", "info", "hint") if counts[s])
+    cut = " (diff cut short: too long)" if review.diff_truncated else ""
+    lines.append(f"{found or 'no findings'} · run {review.run_id} · commit {review.commit[:12]}{cut} · "
+                 f"judged by {review.model} against {', '.join(review.claude_md)}")
     return lines
 
 

@@ -287,6 +287,26 @@ class AuditStore:
             self.db["violations"].insert_all(
                 [{"run_id": run_id, **{key: v.get(key) for key in self.VIOLATION_COLUMNS}} for v in violations])
 
+    def add_violations(self, run_id: str, violations: list[dict[str, Any]], *, replacing_source: str | None = None,
+                       event: tuple[str, str | None, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """Add violations to a run's, leaving every other source's (the rule check's) alone.
+
+        ``replacing_source``: first drop the run's earlier violations of that source (a new review
+        supersedes the last one; the feed keeps each). ``event``: ``(kind, actor, data)`` appended to
+        the feed in the same transaction, so the violations and their event land together or not at
+        all. Returns the event row, if any."""
+        with self._write() as conn:
+            if replacing_source is not None:
+                self.db["violations"].delete_where("run_id = ? AND source = ?", [run_id, replacing_source])
+            self.db["violations"].insert_all(
+                [{"run_id": run_id, **{key: v.get(key) for key in self.VIOLATION_COLUMNS}} for v in violations])
+            if event is None:
+                return None
+            kind, actor, data = event
+            head = ledger.append(conn, ts=utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
+            self._write_anchor(head)
+            return head
+
     def violations(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:
             columns = ", ".join(self.VIOLATION_COLUMNS)

@@ -10,9 +10,11 @@ scheduling and the mapping to LSP:
   never pauses). Always on the document's current, possibly unsaved, text; open CLAUDE.md
   documents count with their unsaved text too, and any event on a CLAUDE.md (open, change, save,
   close) re-checks every open document.
-- Never blocking: git and the regexes run in a worker thread, one check per document at a time.
-  A newer request supersedes a waiting one, and a result computed for a document version (or a
-  CLAUDE.md text) that has changed since is dropped, never published.
+- Never blocking: git and the regexes run in a worker thread, one check per document and at most
+  ``MAX_PARALLEL_CHECKS`` in all at a time. A newer request supersedes a waiting one, and a result
+  computed for a document version (or a CLAUDE.md text) that has changed since is dropped, never
+  published. (Python's ``re`` keeps the GIL for the length of one scan: a rule whose regex must
+  read a whole 1 MB text slows other requests by that scan's time, tens of ms, while it runs.)
 - Where: ranges are the core's code-point columns converted to the negotiated position encoding
   (UTF-16 unless the client chose otherwise), on lines split as LSP splits them (``\\n``,
   ``\\r\\n``, ``\\r``). ``code`` is the rule id and ``codeDescription`` links to the rule's
@@ -50,6 +52,9 @@ CLAUDE_MD = "CLAUDE.md"
 DEBOUNCE_S = 0.3
 #: A document changed without pause is still checked this long after its first unchecked change.
 MAX_DELAY_S = 1.0
+#: Checks running at once (each in a worker thread). Editing a CLAUDE.md re-checks every open
+#: document; the rest of the thread pool stays free for lens and command requests meanwhile.
+MAX_PARALLEL_CHECKS = 2
 #: Per document. A generated or vendored file can break a rule on every line; tens of thousands of
 #: diagnostics would cost the editor more than they tell anyone (``promptrail check`` lists all).
 MAX_DIAGNOSTICS = 1000
@@ -85,6 +90,7 @@ class Diagnostics:
     def __init__(self, ls: PromptrailServer) -> None:
         self.ls = ls
         self._states: dict[str, _State] = {}
+        self._slots = asyncio.Semaphore(MAX_PARALLEL_CHECKS)
 
     # -- document events (called by the server's didOpen/didChange/didSave/didClose) ----------------
     def opened(self, uri: str) -> None:
@@ -150,18 +156,23 @@ class Diagnostics:
             repository = await self.ls.folders.for_document(document.uri)
             if repository is None or not self._current(key, state, generation):
                 return
+            await self._slots.acquire()
             document = self.ls.workspace.text_documents.get(key)
-            if document is None:
+            if document is None or not self._current(key, state, generation):
+                self._slots.release()
                 return
             # The snapshot this check is about: the text, its version, and the unsaved CLAUDE.md texts.
             uri, version, text = document.uri, document.version, document.source
             unsaved = [(path, doc.source) for doc in self.ls.workspace.text_documents.values()
                        if (path := uri_to_path(doc.uri)) is not None and path.name == CLAUDE_MD]
-            state.first_unchecked = None
             path = uri_to_path(uri)
             assert path is not None
+            state.first_unchecked = None
             state.running = asyncio.get_running_loop().run_in_executor(
                 None, diagnose, repository.workspace, path, text, unsaved, self.ls.workspace.position_codec)
+            # The slot is the thread's, not this request's: released when the thread ends, even if
+            # this request is superseded before that.
+            state.running.add_done_callback(lambda _: self._slots.release())
             # Shielded: a superseded request stops waiting, but the thread's end is still awaited by the next.
             diagnostics = await asyncio.shield(state.running)
         except asyncio.CancelledError:
@@ -208,8 +219,9 @@ def diagnose(workspace: Workspace, path: Path, text: str, unsaved_claude_md: Seq
         number = min(max(line - 1, 0), len(lines) - 1)
         content = lines[number]
         first = codec.client_num_units(content[:start])
+        last = first + codec.client_num_units(content[start:end])
         return types.Range(start=types.Position(line=number, character=first),
-                           end=types.Position(line=number, character=first + codec.client_num_units(content[start:end])))
+                           end=types.Position(line=number, character=last))
 
     found = [types.Diagnostic(range=where(p.line, p.start_col, p.end_col), message=p.message,
                               severity=SEVERITY.get(p.severity, types.DiagnosticSeverity.Error), code=p.code,

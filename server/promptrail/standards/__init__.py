@@ -4,7 +4,8 @@ terminal (``promptrail check``).
 
 ``parse`` reads rule blocks (never raising), ``rules`` defines and validates a rule, ``check``
 checks text and changes and finds a tree's rules, ``run_check`` is the one call the orchestrator
-makes after a run's commit.
+makes after a run's commit, ``review`` asks a model to judge a run's diff against CLAUDE.md's prose
+(``promptrail review``; imported on its own, never from here).
 """
 
 from __future__ import annotations

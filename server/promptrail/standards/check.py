@@ -381,6 +381,20 @@ def read_blobs(repo: Repo, shas: Sequence[str]) -> dict[str, bytes]:
     return blobs
 
 
+def commit_claude_md_texts(repo: Repo, sha: str) -> dict[str, str]:
+    """``{path: text}`` of every CLAUDE.md in commit ``sha`` (symlinks and binary files skipped)."""
+    entries = _tree_entries(repo, sha)
+    wanted = {path: entry[2] for path, entry in entries.items()
+              if posixpath.basename(path) == CLAUDE_MD and entry[1] == "blob" and entry[0] != "120000"}
+    blobs = read_blobs(repo, list(wanted.values()))
+    files = {}
+    for path, object_sha in wanted.items():
+        text = decode(blobs.get(object_sha, b""))
+        if text is not None:
+            files[path] = text
+    return files
+
+
 _commit_cache: OrderedDict[str, RuleSet] = OrderedDict()
 
 
@@ -393,16 +407,7 @@ def commit_rule_set(repo: Repo, sha: str | None) -> RuleSet:
         cached = _commit_cache.get(sha)
         if cached is not None:
             return cached
-    entries = _tree_entries(repo, sha)
-    wanted = {path: entry[2] for path, entry in entries.items()
-              if posixpath.basename(path) == CLAUDE_MD and entry[1] == "blob" and entry[0] != "120000"}
-    blobs = read_blobs(repo, list(wanted.values()))
-    files = {}
-    for path, object_sha in wanted.items():
-        text = decode(blobs.get(object_sha, b""))
-        if text is not None:
-            files[path] = text
-    built = _cached_rule_set(files)
+    built = _cached_rule_set(commit_claude_md_texts(repo, sha))
     with _set_lock:
         _commit_cache[sha] = built
         if len(_commit_cache) > 64:
@@ -557,5 +562,6 @@ def clear_caches() -> None:
 
 
 __all__ = ["Violation", "RunCheck", "CheckReport", "check_text", "check_changes", "check_commit", "check_paths",
-           "diagnose_document", "diagnose_claude_md", "worktree_rule_set", "commit_rule_set", "policy_files",
+           "diagnose_document", "diagnose_claude_md", "worktree_rule_set", "commit_rule_set",
+           "commit_claude_md_texts", "policy_files",
            "severity_counts"]
