@@ -1,0 +1,63 @@
+"""`promptrail demo`: offline, on a machine whose git has no identity, it makes a sample
+repository, replays the shipped Claude Code session, commits it with the trailer and the note,
+and prints the audit trail — saying plainly that the session was replayed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import git
+
+
+def demo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "promptrail", "demo", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_demo_without_a_git_identity(tmp_path, isolated_home):
+    target = tmp_path / "sample"
+    result = demo(str(target))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Replaying a recorded Claude Code session (no model is called; this is a replay)." in out
+    assert "The session above was replayed from a recording" in out
+    runs = json.loads(subprocess.run([sys.executable, "-m", "promptrail", "history", "--json", "--repo", str(target)],
+                                     capture_output=True, text=True, check=True).stdout)
+    (run,) = runs
+    assert run["status"] == "succeeded" and run["agent"] == "replay"
+    assert f"Promptrail-Run: {run['id']}" in git(target, "log", "-1", "--format=%B", run["commit_sha"])
+    note = json.loads(git(target, "notes", "--ref=refs/notes/promptrail", "show", run["commit_sha"]))
+    assert note["run_id"] == run["id"]
+    for expected in (run["id"], "add retries with exponential backoff to fetch()", "succeeded", run["commit_sha"],
+                     "weather/retry.py", "+30", "16,159 in · 880 out · 8,798 cache read · 3,193 cache write",
+                     "$0.127 (reported)", "✦ add retries with exponential backoff to fetch() (replay) · $0.127"):
+        assert expected in out, expected
+    # The demo identity lives in the sample repository's own config; nothing global was written.
+    assert git(target, "config", "--local", "user.email").strip() == "demo@promptrail.invalid"
+    assert not (isolated_home / ".gitconfig").exists()
+    assert not (isolated_home / ".config" / "git").exists()
+
+
+def test_demo_json_and_a_new_temp_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the demo makes its new folder
+    result = demo("--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["replayed"] is True and Path(data["repository"]).name.startswith("promptrail-demo-")
+    assert Path(data["repository"]).parent == tmp_path
+    assert data["run"]["status"] == "succeeded"
+    assert sorted(data["blame"]) == ["weather/fetch.py", "weather/retry.py"]
+    retry = data["blame"]["weather/retry.py"]
+    assert {line["run_id"] for line in retry} == {data["run"]["id"]}
+    assert [e["seq"] for e in data["log"]] == list(range(1, len(data["log"]) + 1))
+
+
+def test_demo_refuses_a_folder_that_is_not_empty(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine\n")
+    result = demo(str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == f"promptrail: error: {tmp_path} is not empty; give the demo a new or empty folder\n"
+    assert (tmp_path / "keep.txt").read_text() == "mine\n"
