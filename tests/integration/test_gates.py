@@ -256,3 +256,39 @@ def test_gate_cli(repo, ran):
     assert json.loads(cli("gate", "merge", ran["id"], "--json").stdout)["status"] == "merged"
     shown = json.loads(cli("show", ran["id"], "--json").stdout)
     assert shown["gate"]["status"] == "merged"
+
+
+def test_merge_refused_on_a_blocking_violation(repo):
+    (repo / "CLAUDE.md").write_text("# rules\n\n```promptrail\n[[rule]]\nid = \"no-print\"\npaths = [\"*.py\"]\n"
+                                    "forbid = '\\bprint\\('\nmessage = \"no print\"\nseverity = \"error\"\n```\n")
+    git(repo, "add", "CLAUDE.md")
+    git(repo, "commit", "-qm", "rules")
+    data = run_prompt(repo, [Write("noisy.py", "print('hi')\n")])
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    assert gates.sign_off(ws, data["id"], "approve").label == "approved by lead@example.com"
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.merge(ws, data["id"])
+    assert str(excinfo.value) == f"run {data['id']} cannot be merged: 1 blocking CLAUDE.md violation(s) (error)"
+    # A policy that blocks only on something else lets it through.
+    commit_policy(repo, '[gate]\nblock_on = []\n')
+    gates.sign_off(ws, data["id"], "approve")
+    assert gates.merge(ws, data["id"]).status == "merged"
+
+
+def test_rollback_that_conflicts_is_refused_cleanly(repo):
+    data = run_prompt(repo, [Edit("app.py", "return 1", "return 2")])
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    gates.sign_off(ws, data["id"], "approve")
+    gates.merge(ws, data["id"])
+    (repo / "app.py").write_text("def main():\n    return 3\n")  # a later change to the same line
+    git(repo, "commit", "-qam", "later")
+    before = git(repo, "rev-parse", "main").strip()
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.rollback(ws, data["id"])
+    assert str(excinfo.value) == (f"reverting run {data['id']} conflicts with later changes on main; the target is "
+                                  "untouched: revert it by hand")
+    assert git(repo, "rev-parse", "main").strip() == before
+    assert git(repo, "status", "--porcelain") == ""
+    assert [r["agent"] for r in ws.store.list_runs()] == ["replay"]  # no rollback run recorded
