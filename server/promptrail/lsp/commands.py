@@ -114,7 +114,8 @@ def _answering_errors(handler: Handler, *, show: bool) -> Handler:
             if show:
                 ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Error,
                                                                message=f"promptrail: {exc}"))
-            raise CommandFailed(str(exc)) from None
+            # `data.shown` tells the client whether the user already saw it (no second popup).
+            raise CommandFailed(str(exc), data={"shown": show}) from None
 
     answer.__doc__ = handler.__doc__
     return answer

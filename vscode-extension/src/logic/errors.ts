@@ -84,6 +84,8 @@ export function startFailureMessage(error: unknown, display: string): UserMessag
 interface RpcErrorLike {
   code?: number;
   message?: string;
+  /** promptrail sets `shown: false` on errors of queries, which it answers without a popup. */
+  data?: { shown?: boolean };
 }
 
 export const METHOD_NOT_FOUND = -32601;
@@ -123,8 +125,9 @@ export function commandFailure(error: unknown, label: string, serverCommand: str
   const rpc = (error ?? {}) as RpcErrorLike;
   const text = typeof rpc.message === 'string' && rpc.message ? rpc.message : String(error);
   if (rpc.code === REQUEST_FAILED) {
-    // promptrail's user errors arrive as RequestFailed *and* as a window/showMessage.
-    return { message: `promptrail: ${text}`, shownByServer: true, unknownCommand: false };
+    // promptrail's user errors of actions arrive as RequestFailed *and* as a window/showMessage;
+    // those of queries (data.shown === false) only as RequestFailed.
+    return { message: `promptrail: ${text}`, shownByServer: rpc.data?.shown !== false, unknownCommand: false };
   }
   if (/not running|client is not running|connection (got )?(disposed|closed)/i.test(text)) {
     return {

@@ -237,10 +237,19 @@ describe('the real promptrail server over stdio', () => {
 
   it('reports a user error once: as the server showed it, not again', async (context) => {
     const conn = requireServer(context);
-    const error = await execute(conn, 'promptrail.showRun', { runId: 'zzzz-no-such-run' }).catch((e: unknown) => e);
-    const failure = commandFailure(error, 'Show Run', 'promptrail.showRun');
+    const error = await execute(conn, 'promptrail.cancelRun', { runId: 'zzzz-no-such-run' }).catch((e: unknown) => e);
+    const failure = commandFailure(error, 'Cancel Run', 'promptrail.cancelRun');
     expect(failure.unknownCommand).toBe(false);
     expect(failure.shownByServer).toBe(true);
     await until('the server’s showMessage', () => shownMessages.find((m) => m.includes('zzzz-no-such-run')), 5000);
+  });
+
+  it('leaves a query’s error for the extension to show', async (context) => {
+    const conn = requireServer(context);
+    const error = await execute(conn, 'promptrail.showRun', { runId: 'yyyy-no-such-run' }).catch((e: unknown) => e);
+    const failure = commandFailure(error, 'Show Run', 'promptrail.showRun');
+    expect(failure.shownByServer).toBe(false);
+    expect(failure.message).toBe("promptrail: unknown run id 'yyyy-no-such-run'; `promptrail history` lists the runs");
+    expect(shownMessages.find((m) => m.includes('yyyy-no-such-run'))).toBeUndefined();
   });
 });
