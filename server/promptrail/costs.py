@@ -10,9 +10,11 @@ and the cost computed here; when both exist and differ by more than 5 % the run 
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import tomllib
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -112,8 +114,13 @@ def spend_report(store: Any, *, by: str = "day", since: str | None = None) -> di
     Runs whose cost is unknown are counted apart, never as $0."""
     if by not in GROUPINGS:
         raise PromptrailError(f"cannot group costs by '{by}'; use one of {', '.join(GROUPINGS)}")
-    if since is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
-        raise PromptrailError(f"--since '{since}' is not a date; write it as YYYY-MM-DD")
+    if since is not None:
+        try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+                raise ValueError
+            date.fromisoformat(since)
+        except ValueError:
+            raise PromptrailError(f"--since '{since}' is not a date; write it as YYYY-MM-DD") from None
     where, params = "", []
     if since:
         where, params = "WHERE date(started_at, 'localtime') >= ?", [since]
@@ -161,7 +168,8 @@ def budget_from(section: dict[str, Any]) -> Budget:
     values = {}
     for key in _BUDGET_KEYS:
         value = section.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
             raise PromptrailError(f".promptrail.toml: [budget] {key} must be a positive number of dollars")
         values[key] = float(value) if value is not None else None
     return Budget(**values)

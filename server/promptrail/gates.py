@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import os
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from promptrail.events import EventSink, FanOut, RunStatus
 from promptrail.gitops import commit as gitcommit
 from promptrail.gitops import worktree
 from promptrail.gitops.repo import Identity, Repo
+from promptrail.processes import end_group
 from promptrail.workspace import Workspace
 
 SEVERITIES = ("error", "warning", "info", "hint")
@@ -198,7 +197,8 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
     approvals = [s for s in fresh if s["decision"] == "approve"]
     rejections = [s for s in fresh if s["decision"] == "reject"]
     stale = len({s["actor_email"].lower() for s in signoffs if s["commit_sha"] != tip})
-    checks = [c for c in store.checks(run["id"]) if c["commit_sha"] == tip]
+    wanted = {spec.name for spec in policy.checks}  # a check the policy dropped no longer counts
+    checks = [c for c in store.checks(run["id"]) if c["commit_sha"] == tip and c["name"] in wanted]
     latest = {c["name"]: c for c in checks}  # the newest result per check name
     blocking = [v for v in store.violations(run["id"]) if v["severity"] in policy.block_on] \
         if hasattr(store, "violations") else []
@@ -387,14 +387,8 @@ async def run_check(spec: CheckSpec, folder: Path, log: Any) -> dict[str, Any]:
         status = "timed_out"
         output.append(f"[promptrail] timed out after {spec.timeout_s:g} s; the check was stopped")
         log.add("error", output[-1])
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, sig)
-            try:
-                await asyncio.wait_for(process.wait(), timeout=2)
-                break
-            except asyncio.TimeoutError:
-                continue
+        # Also drops the pipes a process that escaped the group may hold, and reaps the shell.
+        await end_group(process, grace=2.0)
     exit_code = process.returncode
     if status == "passed" and exit_code != 0:
         status = "failed"
@@ -480,6 +474,8 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
 
     repo, store = workspace.repo, workspace.store
     run = _run(workspace, run_ref)
+    if run.get("gate_status") == "rolled back":
+        raise PromptrailError(f"run {run['id']} is already rolled back")
     actor = repo.identity()
     _, target = policy_for(workspace, run)
     with repo.write_lock():

@@ -158,6 +158,8 @@ class Run:
         self.cancelled = False
         self.task: asyncio.Task | None = None
         self.log = LogBook(workspace.store, self.id, sink)
+        #: Direct mode: the ref holding the user's uncommitted work as it was before the agent.
+        self.snapshot_ref: str | None = None
         #: Where the agent says it works (a replay reports the recorded folder): tool paths are
         #: shown relative to it, or else to the run's own folder.
         self.agent_cwd: Path | None = None
@@ -202,6 +204,12 @@ class Run:
             else:
                 workdir = self.workspace.root
                 before = await asyncio.to_thread(gitcommit.working_tree_state, self.workspace.repo)
+                snapshot = await asyncio.to_thread(gitcommit.snapshot_working_tree, self.workspace.repo, self.id,
+                                                   self.identity)
+                if snapshot:
+                    self.snapshot_ref = gitcommit.SNAPSHOT_REFS + self.id
+                    self.log.add("git", f"your uncommitted work is saved as {snapshot[:12]} "
+                                        f"({self.snapshot_ref}) before the agent edits the working tree")
             self._status("running")
             self.log.add("system", f"{self.agent.label or self.agent.name} · {self.row['mode']} mode · "
                                    f"base {(self.row['base_sha'] or 'none (empty repository)')[:12]}"
@@ -305,7 +313,8 @@ class Run:
         if budget_hit:
             ended = {"status": "budget_exceeded", "error": error or "budget exceeded"}
         elif not finished.complete:
-            return {"status": "incomplete", "error": finished.error or "the agent ended without a result"}
+            kept = f" (whatever it changed is in {workdir})" if self.row["mode"] == "isolated" else ""
+            return {"status": "incomplete", "error": (finished.error or "the agent ended without a result") + kept}
         elif finished.is_error:
             ended = {"status": "failed", "error": error or "the agent reported an error"}
             if self.row["mode"] != "isolated":
@@ -321,8 +330,9 @@ class Run:
         else:
             clean, conflicting = await asyncio.to_thread(gitcommit.changed_since, repo, before)
             for path in conflicting:
-                self.log.add("error", f"{path}: already had your uncommitted changes; the agent's edit is "
-                                      "left uncommitted in your working tree for you to review")
+                self.log.add("error", f"{path}: already had your uncommitted changes; the agent's edit is left "
+                                      "uncommitted in your working tree for you to review; your own version: "
+                                      f"`git show {self.snapshot_ref}:{path}`")
             outcome = await asyncio.to_thread(gitcommit.commit_paths, repo, clean, message, self.identity)
         if outcome.hook_output is not None:
             self.log.add("git", f"commit rejected by a hook:\n{outcome.hook_output}")
@@ -333,7 +343,7 @@ class Run:
             if self.row["mode"] == "isolated":
                 await asyncio.to_thread(worktree.remove, repo, workdir)
             if conflicting:
-                return {"status": "needs_attention", "error": _conflict_message(conflicting)}
+                return {"status": "needs_attention", "error": _conflict_message(conflicting, self.snapshot_ref)}
             if not ended:
                 self.log.add("status", "the agent changed no files")
             return ended or {"status": "no_changes"}
@@ -354,7 +364,7 @@ class Run:
             await asyncio.to_thread(worktree.remove, repo, workdir)
         result: dict[str, Any] = {"commit_sha": outcome.sha, "gate_status": "pending"}
         if conflicting:
-            result.update(status="needs_attention", error=_conflict_message(conflicting))
+            result.update(status="needs_attention", error=_conflict_message(conflicting, self.snapshot_ref))
         else:
             result["status"] = "succeeded"
         return {**result, **ended}
@@ -376,9 +386,11 @@ def _spent_today(store: AuditStore) -> float:
     return spent_today(store)
 
 
-def _conflict_message(paths: list[str]) -> str:
+def _conflict_message(paths: list[str], snapshot_ref: str | None) -> str:
+    saved = (f"; your own versions are saved in {snapshot_ref} (`git checkout {snapshot_ref} -- PATH` restores one)"
+             if snapshot_ref else "")
     return (f"{len(paths)} path(s) the agent changed already had your uncommitted changes and were left "
-            f"uncommitted: {', '.join(paths)}")
+            f"uncommitted: {', '.join(paths)}{saved}")
 
 
 def describe_tool_use(event: ToolUse, workdir: Path) -> str:
@@ -406,14 +418,21 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
     if not prompt:
         raise PromptrailError("the prompt is empty; say what the agent should do")
     settings = workspace.config.agent
+    if "\0" in prompt:
+        raise PromptrailError("the prompt contains a NUL byte; remove it and retry")
     mode = request.mode or settings.mode
     if mode not in MODES:
         raise PromptrailError(f"unknown mode '{mode}'; use isolated or direct")
     repo = workspace.repo
+    if mode == "direct":
+        unfinished = await asyncio.to_thread(gitcommit.operation_in_progress, repo)
+        if unfinished:
+            raise PromptrailError(f"{unfinished} before a direct-mode run, or use --mode isolated")
     identity = await asyncio.to_thread(repo.identity)
     from promptrail import costs
 
     budget = costs.budget_from(workspace.config.section("budget"))
+    costs.price_table(workspace.config.section("prices"))  # a broken [prices] fails now, not after the agent
     await asyncio.to_thread(costs.check_budget_before_run, workspace.store, budget, identity.email)
     agent = make_agent(workspace, request, max_budget_usd=budget.per_run_usd)
     base_sha = await asyncio.to_thread(repo.head_sha)

@@ -10,7 +10,6 @@ effect on the CLI).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -82,9 +82,24 @@ def test_websocket(tmp_path):
     (["--tcp", "localhost"], "'localhost' is not HOST:PORT (for example 127.0.0.1:2087)"),
     (["--ws", ":80"], "':80' is not HOST:PORT (for example 127.0.0.1:2087)"),
     (["--tcp", "a:1", "--ws", "b:2"], "choose one of --tcp and --ws"),
+    (["--tcp", "127.0.0.1:99999"], "port 99999 is out of range (0-65535)"),
 ])
 def test_bad_addresses(args, message):
     result = subprocess.run([sys.executable, "-m", "promptrail", "serve", *args], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
     assert result.stderr == f"promptrail: error: {message}\n"
+
+
+def test_address_in_use_is_one_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "promptrail", "serve", "--tcp", f"127.0.0.1:{port}"],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"promptrail: starting the language server (tcp) on 127.0.0.1:{port}"
+    assert lines[1].startswith(f"promptrail: error: cannot listen on 127.0.0.1:{port}: ")
+    assert lines[1].endswith("address already in use") and len(lines) == 2

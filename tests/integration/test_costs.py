@@ -16,7 +16,7 @@ from promptrail.errors import PromptrailError
 from promptrail.runs import RunRequest, start_run
 from promptrail.workspace import Workspace
 from tests.integration.test_runs import run_prompt
-from tests.support.transcripts import Write, transcript_lines, write_transcript
+from tests.support.transcripts import Write, transcript_lines
 
 
 def test_price_table_resolves_dated_and_suffixed_ids():

@@ -5,7 +5,9 @@ target, and rollback."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -241,9 +243,6 @@ def test_rollback_of_an_unmerged_run_is_refused(repo, ran):
 
 
 def test_gate_cli(repo, ran):
-    import json
-    import sys
-
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "promptrail", *args, "--repo", str(repo)],
                               capture_output=True, text=True)
@@ -292,3 +291,16 @@ def test_rollback_that_conflicts_is_refused_cleanly(repo):
     assert git(repo, "rev-parse", "main").strip() == before
     assert git(repo, "status", "--porcelain") == ""
     assert [r["agent"] for r in ws.store.list_runs()] == ["replay"]  # no rollback run recorded
+
+
+def test_a_check_that_escapes_its_group_times_out_cleanly(repo):
+    # The check leaves a process in a session of its own holding the output pipe open.
+    commit_policy(repo, '[gate]\n[[gate.check]]\nname = "daemon"\nrun = "(setsid sleep 5 &) ; echo started"\n'
+                        'timeout_s = 1\n')
+    data = run_prompt(repo, [Write("feature.py", "1\n")])
+    result = subprocess.run([sys.executable, "-m", "promptrail", "gate", "simulate", data["id"], "--json",
+                             "--repo", str(repo)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    (check,) = json.loads(result.stdout)["checks"]
+    assert (check["name"], check["status"]) == ("daemon", "timed_out")
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr

@@ -97,7 +97,12 @@ def test_direct_mode_leaves_conflicting_path_uncommitted(repo):
     (repo / "app.py").write_text("def main():\n    return 1  # mine\n")
     data = run_prompt(repo, [Edit("app.py", "return 1", "return 42"), Write("new.py", "x = 1\n")], mode="direct")
     assert data["status"] == "needs_attention"
-    assert "app.py" in data["error"]
+    ref = f"refs/promptrail/snapshots/{data['id']}"
+    assert data["error"] == (f"1 path(s) the agent changed already had your uncommitted changes and were left "
+                             f"uncommitted: app.py; your own versions are saved in {ref} (`git checkout {ref} -- "
+                             "PATH` restores one)")
+    # Nothing is lost: the user's own version of the file the agent overwrote is in the snapshot.
+    assert git(repo, "show", f"{ref}:app.py") == "def main():\n    return 1  # mine\n"
     assert [f["path"] for f in data["files"]] == ["new.py"]
     assert git(repo, "rev-parse", "HEAD").strip() == data["commit_sha"]
     # The user's work and the agent's edit of the same file are still in the working tree, uncommitted.
@@ -241,3 +246,36 @@ def _promptrail() -> str:
     import sys
 
     return shutil.which("promptrail", path=os.path.dirname(sys.executable)) or "promptrail"
+
+
+def test_direct_mode_saves_overwritten_untracked_work(repo):
+    (repo / "new.py").write_text("my draft\n")  # untracked; the agent writes the same path
+    data = run_prompt(repo, [Write("new.py", "agent version\n")], mode="direct")
+    assert data["status"] == "needs_attention"
+    assert git(repo, "show", f"refs/promptrail/snapshots/{data['id']}:new.py") == "my draft\n"
+    assert git(repo, "rev-parse", "HEAD").strip() == data["base_sha"]  # nothing committed
+
+
+def test_direct_mode_refused_during_an_unfinished_merge(repo):
+    git(repo, "checkout", "-qb", "feat")
+    (repo / "app.py").write_text("def main():\n    return 'feat'\n")
+    git(repo, "commit", "-qam", "feat")
+    git(repo, "checkout", "-q", "main")
+    (repo / "app.py").write_text("def main():\n    return 'main'\n")
+    git(repo, "commit", "-qam", "main")
+    git(repo, "merge", "feat", check=False)  # conflicts: the merge is left unfinished
+    head = git(repo, "rev-parse", "HEAD").strip()
+    with pytest.raises(PromptrailError) as excinfo:
+        run_prompt(repo, [Write("x.py", "1\n")], mode="direct")
+    assert str(excinfo.value) == ("a merge is in progress; finish it or abort it (`git merge --abort`) before a "
+                                  "direct-mode run, or use --mode isolated")
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert (repo / ".git" / "MERGE_HEAD").exists()
+    # Isolated mode works from the committed base and leaves the merge alone.
+    assert run_prompt(repo, [Write("x.py", "1\n")])["status"] == "succeeded"
+    assert (repo / ".git" / "MERGE_HEAD").exists()
+
+
+def test_nul_byte_in_prompt_is_refused(repo):
+    with pytest.raises(PromptrailError, match="^the prompt contains a NUL byte; remove it and retry$"):
+        run_prompt(repo, [Write("x.py", "1\n")], prompt="fix\0it")

@@ -51,7 +51,6 @@ import json
 import os
 import posixpath
 import shlex
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -59,6 +58,7 @@ from typing import Any, AsyncIterator, Callable
 
 from promptrail.agents.base import Agent, AgentEvent, Finished, Raw, Started, Text, ToolResult, ToolUse, Usage
 from promptrail.errors import PromptrailError
+from promptrail.processes import end_group
 
 CONFIG_SECTION = "anthropic"
 DEFAULT_MODEL = "claude-sonnet-4-5"
@@ -885,13 +885,4 @@ def _api_error_detail(exc: BaseException) -> str:
 
 async def _end_group(proc: asyncio.subprocess.Process) -> None:
     """SIGTERM the command's process group, SIGKILL after a grace period, and reap it."""
-    for sig, wait in ((signal.SIGTERM, _KILL_GRACE_S), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), wait)
-            return
-        except TimeoutError:
-            continue
+    await end_group(proc, _KILL_GRACE_S)

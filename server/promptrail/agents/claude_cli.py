@@ -23,14 +23,13 @@ from promptrail.agents.stream_json import (
     decode_line,
     read_lines,
 )
+from promptrail.processes import end_group, exited
 
 _STDOUT = "stdout"
 _STDERR = "stderr"
 _Line = tuple[str, bytes | None]  # (stream, line); None marks the end of that stream
 _WAKE: _Line = ("wake", None)
 """Queued by ``cancel()`` so a reader loop blocked on a silent process notices at once."""
-_EXIT_POLL_INTERVAL = 0.02
-_SIGKILL_EXIT_TIMEOUT = 10.0  # SIGKILL cannot be ignored; only a process stuck in the kernel waits
 
 
 class ClaudeCliAgent(Agent):
@@ -152,7 +151,7 @@ class ClaudeCliAgent(Agent):
                     result_at = loop.time()
             if not open_streams and not self._cancel_requested:
                 # Both pipes closed: the process is on its way out; give it the linger time to exit.
-                await _exited(proc, self.linger_timeout)
+                await exited(proc, self.linger_timeout)
         finally:
             for pump in pumps:
                 pump.cancel()
@@ -191,16 +190,7 @@ class ClaudeCliAgent(Agent):
         await asyncio.shield(self._stopping)
 
     async def _end_group(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            await _exited(proc, self.kill_grace)
-        # Even when the leader is gone: whatever it started (a background job of a Bash tool call)
-        # must not outlive the run in its worktree. The group id cannot have been reused while any
-        # member is still alive, and with none alive the signal finds nobody.
-        _signal_group(proc.pid, signal.SIGKILL)
-        await _exited(proc, _SIGKILL_EXIT_TIMEOUT)
-        _close_pipes(proc)
-        await proc.wait()
+        await end_group(proc, self.kill_grace)
 
 
 async def _pump(stream: asyncio.StreamReader | None, source: str, inbox: asyncio.Queue[_Line]) -> None:
@@ -210,34 +200,6 @@ async def _pump(stream: asyncio.StreamReader | None, source: str, inbox: asyncio
                 inbox.put_nowait((source, line))
     finally:
         inbox.put_nowait((source, None))
-
-
-async def _exited(proc: asyncio.subprocess.Process, timeout: float) -> None:
-    """Wait up to ``timeout`` seconds for the process to exit.
-
-    Polls ``returncode`` because ``proc.wait()`` also waits for the pipes to close, and a process
-    that left the group (its own ``setsid``) can hold them open for as long as it likes.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while proc.returncode is None and loop.time() < deadline:
-        await asyncio.sleep(_EXIT_POLL_INTERVAL)
-
-
-def _close_pipes(proc: asyncio.subprocess.Process) -> None:
-    # The only way to drop pipes that an escaped process still holds: asyncio has no public one.
-    # Once the process has exited, closing its transport just closes the pipes (and lets wait()
-    # return); left open, the transport would be finalised later, possibly on a closed loop.
-    transport = getattr(proc, "_transport", None)
-    if transport is not None:
-        transport.close()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
 
 
 def _exit_error(returncode: int | None, last_stderr: str) -> str:

@@ -147,6 +147,8 @@ def confine(file_path: Any, recorded_cwd: str | None, root: Path) -> Path:
     """
     if not isinstance(file_path, str) or not file_path:
         raise ReplayRefused("the recorded call has no file_path")
+    if "\0" in file_path:
+        raise ReplayRefused("the path contains a NUL byte")
     path = PurePosixPath(posixpath.normpath(file_path))
     if path.is_absolute():
         if recorded_cwd is None or not path.is_relative_to(posixpath.normpath(recorded_cwd)):

@@ -166,6 +166,46 @@ def read_note(repo: Repo, sha: str) -> dict[str, Any] | None:
 
 
 # -- direct mode: which paths did the agent change? --------------------------------------------
+SNAPSHOT_REFS = "refs/promptrail/snapshots/"
+
+
+def snapshot_working_tree(repo: Repo, run_id: str, identity: Identity) -> str | None:
+    """Save the user's uncommitted work (tracked changes and untracked, not ignored, files) as a
+    commit under ``refs/promptrail/snapshots/<run-id>`` before a direct-mode agent may overwrite
+    it; None when the working tree is clean. Built in a private index: the user's is untouched."""
+    with tempfile.TemporaryDirectory(prefix="promptrail-snapshot-") as tmp:
+        env = {**identity.as_env(), "GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        head = repo.head_sha()
+        if head:
+            repo.run("read-tree", "HEAD", env=env)
+        repo.run("add", "-A", env=env)
+        tree = repo.run("write-tree", env=env).stdout.strip()
+    if head and tree == repo.run("rev-parse", f"{head}^{{tree}}").stdout.strip():
+        return None
+    if not head and tree == EMPTY_TREE:
+        return None
+    parents = ["-p", head] if head else []
+    sha = repo.run("commit-tree", tree, *parents, "-m", f"promptrail: your uncommitted work before run {run_id}",
+                   env=identity.as_env()).stdout.strip()
+    repo.run("update-ref", SNAPSHOT_REFS + run_id, sha)
+    return sha
+
+
+def operation_in_progress(repo: Repo) -> str | None:
+    """The git operation left unfinished in the working tree (merge, rebase...), if any: a
+    direct-mode commit in the middle of one would complete it with the wrong content."""
+    git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").stdout.strip())
+    for marker, name, how in (("MERGE_HEAD", "merge", "git merge --abort"),
+                              ("rebase-merge", "rebase", "git rebase --abort"),
+                              ("rebase-apply", "rebase", "git rebase --abort"),
+                              ("CHERRY_PICK_HEAD", "cherry-pick", "git cherry-pick --abort"),
+                              ("REVERT_HEAD", "revert", "git revert --abort")):
+        if (git_dir / marker).exists():
+            return f"a {name} is in progress; finish it or abort it (`{how}`)"
+    if repo.run("ls-files", "--unmerged").stdout.strip():
+        return "the index has unresolved conflicts; resolve them first"
+    return None
+
 def working_tree_state(repo: Repo) -> dict[str, str | None]:
     """Every path that differs from HEAD (staged, unstaged or untracked) → a hash of its bytes
     in the working tree (None when deleted)."""

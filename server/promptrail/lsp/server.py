@@ -106,7 +106,14 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
     elif transport in ("tcp", "ws"):
         if host is None or port is None:
             raise PromptrailError(f"--{transport} needs HOST:PORT")
-        (server.start_tcp if transport == "tcp" else server.start_ws)(host, port)
+        if not 0 <= port <= 65535:
+            raise PromptrailError(f"port {port} is out of range (0-65535)")
+        sys.stderr.write(f"promptrail: starting the language server ({transport}) on {host}:{port}\n")
+        sys.stderr.flush()
+        try:
+            (server.start_tcp if transport == "tcp" else server.start_ws)(host, port)
+        except OSError as exc:  # address in use, unknown host, not an address of this machine
+            raise PromptrailError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     else:
         raise PromptrailError(f"unknown transport '{transport}'; use stdio, tcp or ws")
 

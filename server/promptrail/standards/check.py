@@ -474,7 +474,10 @@ class CheckReport:
 
     @property
     def has_errors(self) -> bool:
-        return any(v.severity == "error" for v in self.violations)
+        # A malformed rule is an error too: in CI, a typo in CLAUDE.md must not silently turn
+        # enforcement off.
+        return any(v.severity == "error" for v in self.violations) or \
+            any(p.severity == "error" for p in self.problems)
 
     def as_dict(self) -> dict[str, Any]:
         return {"violations": [v.as_dict() for v in self.violations],

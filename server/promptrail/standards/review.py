@@ -298,7 +298,8 @@ def ask(request: ReviewRequest, env: Mapping[str, str] | None = None) -> Answer:
     try:
         sdk = importlib.import_module("anthropic")
     except ImportError as exc:
-        raise PromptrailError(f"promptrail review needs the anthropic package ({exc}); `pip install anthropic`") from None
+        raise PromptrailError(f"promptrail review needs the anthropic package ({exc}); "
+                              "`pip install anthropic`") from None
     client = sdk.Anthropic(api_key=api_key, auth_token=None if api_key else auth_token, base_url=base_url,
                            max_retries=MAX_RETRIES, timeout=REQUEST_TIMEOUT_S)
     try:
