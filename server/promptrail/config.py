@@ -19,6 +19,8 @@ from promptrail.errors import PromptrailError
 AGENTS = ("claude-cli", "replay", "anthropic")
 MODES = ("isolated", "direct")
 REPO_CONFIG_NAME = ".promptrail.toml"
+#: Every section some part of promptrail reads; a typo in a section name must not silently do nothing.
+KNOWN_SECTIONS = {"agent", "anthropic", "budget", "gate", "prices"}
 
 _AGENT_KEYS = {"name": str, "model": str, "mode": str, "claude_path": str, "transcript": str,
                "silence_timeout_s": (int, float)}
@@ -109,6 +111,9 @@ def _agent_settings(raw: dict[str, Any], sources: dict[str, Path]) -> AgentSetti
         if not isinstance(value, _AGENT_KEYS[key]) or isinstance(value, bool):
             raise PromptrailError(f"{where}: [agent] {key} has the wrong type")
         setattr(settings, key, value)
+    if settings.silence_timeout_s <= 0:
+        raise PromptrailError(f"[agent] silence_timeout_s must be a positive number of seconds, "
+                              f"not {settings.silence_timeout_s}")
     if settings.name not in AGENTS:
         raise PromptrailError(f"[agent] name = '{settings.name}' is not an agent; use one of {', '.join(AGENTS)}")
     if settings.mode not in MODES:
@@ -131,6 +136,10 @@ def load_config(repo_root: Path | None) -> Config:
                 agent_key_source[key] = path
             if "agent" in data and not isinstance(data["agent"], dict):
                 raise PromptrailError(f"{path}{_line_of_key(path, 'agent')}: 'agent' must be a table ([agent])")
+            unknown = sorted(set(data) - KNOWN_SECTIONS)
+            if unknown:
+                raise PromptrailError(f"{path}{_line_of_key(path, '[' + unknown[0])}: unknown section "
+                                      f"[{unknown[0]}]; known: {', '.join(sorted(KNOWN_SECTIONS))}")
             merged = _merge(merged, data)
             sources.append(path)
     return Config(agent=_agent_settings(merged, agent_key_source), raw=merged, sources=sources)

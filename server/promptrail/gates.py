@@ -58,6 +58,8 @@ class GatePolicy:
     source: str = "defaults"
 
     def may_approve(self, email: str) -> bool:
+        if email.count("@") != 1:  # `*@leads.example.com` must not match `x@evil.com?@leads.example.com`
+            return False
         return not self.approvers or any(fnmatch.fnmatchcase(email.lower(), p.lower()) for p in self.approvers)
 
 
@@ -504,6 +506,8 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
                       "model": None, "mode": "direct", "status": "succeeded", "base_sha": old,
                       "commit_sha": new, "branch": target, "target_branch": target, "repo_root": str(repo.root),
                       "started_at": started, "ended_at": utc_now(), "gate_status": "merged",
+                      # No model was involved: a revert's cost is known to be nothing.
+                      "cost_usd": 0.0, "cost_source": "no agent",
                       "reverts_run_id": run["id"]}, event_actor=str(actor))
     store.set_run_files(rollback_id, files)
     gitcommit.add_note(repo, new, {"run_id": rollback_id, "reverts": run["id"], "tool": "promptrail",

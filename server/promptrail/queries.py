@@ -194,11 +194,20 @@ def blame(workspace: Workspace, path: str, rev: str | None = None) -> list[dict[
     from pathlib import Path
 
     repo = workspace.repo
+    if not path:
+        raise PromptrailError("no file given; `promptrail blame FILE`")
     relpath = repo.relpath(Path(path) if rev is None or Path(path).is_absolute() else repo.root / path)
+    if relpath == ".git" or relpath.startswith(".git/"):
+        raise PromptrailError(f"{path} is inside .git; blame a file of the working tree")
     if rev is None:
         absolute = workspace.root / relpath
+        if absolute.is_dir():
+            raise PromptrailError(f"{path} is a folder; blame a file in it")
         if not absolute.is_file():
             raise PromptrailError(f"{path}: no such file in the working tree")
+        with absolute.open("rb") as handle:
+            if b"\0" in handle.read(8192):
+                raise PromptrailError(f"{path} is a binary file; blame shows text files")
         text = _read(absolute)
     else:
         shown = repo.run("show", f"{rev}:{relpath}")

@@ -74,6 +74,8 @@ def make_agent(workspace: Workspace, request: RunRequest, max_budget_usd: float 
         path = Path(transcript).expanduser()
         if not path.is_absolute() and not path.exists():
             path = workspace.root / path
+        if path.is_dir():
+            raise PromptrailError(f"{transcript} is a folder; pass a transcript file (.jsonl)")
         if not path.is_file():
             raise PromptrailError(f"transcript not found: {transcript}")
         return ReplayAgent(path, delay=request.replay_delay)
@@ -84,6 +86,8 @@ def make_agent(workspace: Workspace, request: RunRequest, max_budget_usd: float 
 
         claude_path = request.claude_path or settings.claude_path
         search_path = (request.agent_env or {}).get("PATH", os.environ.get("PATH"))
+        if os.path.isfile(claude_path) and not os.access(claude_path, os.X_OK):
+            raise PromptrailError(f"'{claude_path}' is not executable; `chmod +x` it or pass another --claude-path")
         if shutil.which(claude_path, path=search_path) is None:
             raise PromptrailError(f"claude CLI not found at '{claude_path}'; install it with "
                                   "`npm install -g @anthropic-ai/claude-code` or pass --claude-path PATH")

@@ -174,3 +174,37 @@ def test_feed_lists_events(repo, ran):
     events = json.loads(cli("feed", "--json", cwd=repo).stdout)
     assert [e["kind"] for e in events] == ["run.succeeded", "run.checked", "run.committed", "run.started"]
     assert all(e["run_id"] == ran["id"] for e in events)
+
+
+def test_blame_refuses_folders_binaries_and_git_internals(repo):
+    (repo / "pkg").mkdir()
+    (repo / "blob.bin").write_bytes(b"\x00\x01\x02")
+    git(repo, "add", "blob.bin")
+    git(repo, "commit", "-qm", "bin")
+    for args, message in ((["pkg"], "pkg is a folder; blame a file in it"),
+                          (["blob.bin"], "blob.bin is a binary file; blame shows text files"),
+                          ([".git/config"], ".git/config is inside .git; blame a file of the working tree"),
+                          ([""], "no file given; `promptrail blame FILE`")):
+        result = cli("blame", *args, cwd=repo)
+        assert (result.returncode, result.stderr) == (2, f"promptrail: error: {message}\n"), args
+
+
+def test_config_typos_are_errors(repo):
+    (repo / ".promptrail.toml").write_text("[agent]\nmode = \"direct\"\n\n[gaet]\nrequired_approvals = 2\n")
+    result = cli("run", "x", "--transcript", "t.jsonl", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == (f"promptrail: error: {repo / '.promptrail.toml'}:4: unknown section [gaet]; known: "
+                             "agent, anthropic, budget, gate, prices\n")
+    (repo / ".promptrail.toml").write_text("[agent]\nsilence_timeout_s = 0\n")
+    result = cli("run", "x", "--transcript", "t.jsonl", cwd=repo)
+    assert result.stderr == "promptrail: error: [agent] silence_timeout_s must be a positive number of seconds, not 0\n"
+
+
+def test_transcript_folder_and_non_executable_claude(repo, tmp_path):
+    result = cli("run", "x", "--transcript", str(tmp_path), cwd=repo)
+    assert result.stderr == f"promptrail: error: {tmp_path} is a folder; pass a transcript file (.jsonl)\n"
+    fake = tmp_path / "claude"
+    fake.write_text("#!/bin/sh\n")
+    result = cli("run", "x", "--agent", "claude-cli", "--claude-path", str(fake), cwd=repo)
+    assert result.stderr == (f"promptrail: error: '{fake}' is not executable; `chmod +x` it or pass another "
+                             "--claude-path\n")

@@ -68,6 +68,9 @@ def test_approver_globs_and_required_count(repo):
     with pytest.raises(PromptrailError, match=r"^dev2@example.com is not an approver for this run \(approvers: "
                                               r"\*@leads.example.com, cto@example.com in main:.promptrail.toml\)$"):
         gates.sign_off(ws, data["id"], "approve")
+    as_user(repo, "x@evil.com?@leads.example.com")  # a glob must not be fooled by a second @
+    with pytest.raises(PromptrailError, match=r"^x@evil.com\?@leads.example.com is not an approver"):
+        gates.sign_off(ws, data["id"], "approve")
     as_user(repo, "ana@leads.example.com")
     assert gates.sign_off(ws, data["id"], "approve").label == "1/2 approvals"
     assert gates.sign_off(ws, data["id"], "approve").label == "1/2 approvals"  # one voice per person
