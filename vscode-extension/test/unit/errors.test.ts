@@ -77,6 +77,9 @@ describe('failed server commands', () => {
   it("does not repeat a user error the server already showed", () => {
     const failure = commandFailure({ code: -32803, message: 'prompt is required' }, 'Run Prompt', 'promptrail.runPrompt');
     expect(failure).toEqual({ message: 'promptrail: prompt is required', shownByServer: true, unknownCommand: false });
+    const quiet = commandFailure({ code: -32803, message: "unknown run id 'x'", data: { shown: false } }, 'Show Run',
+      'promptrail.showRun');
+    expect(quiet).toEqual({ message: "promptrail: unknown run id 'x'", shownByServer: false, unknownCommand: false });
   });
 
   it('points at the server when it is not running', () => {
