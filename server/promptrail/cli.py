@@ -56,22 +56,27 @@ def cli() -> None:
 
 # -- running ---------------------------------------------------------------------------------------
 class TerminalSink:
-    """Prints a run's log as it happens."""
+    """Prints a run's log as it happens; agent output goes through ``views.printable``, so its
+    escape sequences show as text instead of driving the terminal."""
 
     MARK = {"text": "│ ", "tool_use": "⚙ ", "tool_result": "  ↳ ", "system": "· ", "status": "· ",
             "error": "✗ ", "git": "⎇ ", "raw": "  ", "stderr": "! ", "check": "⚑ "}
 
     def __init__(self, quiet: bool = False, max_result_lines: int = 4) -> None:
         self.quiet, self.max_result_lines = quiet, max_result_lines
+        if not quiet:  # views imports rich: only when something is printed
+            from promptrail.views import printable
+
+            self.printable = printable
 
     def emit(self, event: RunEvent) -> None:
         if self.quiet:
             return
         if isinstance(event, RunOpened):
             label = f" ({event.agent_label})" if event.agent_label else ""
-            click.echo(f"▶ run {event.run_id} · {event.agent}{label} · {event.mode} mode")
+            click.echo(self.printable(f"▶ run {event.run_id} · {event.agent}{label} · {event.mode} mode"))
         elif isinstance(event, LogEntry):
-            lines = event.text.splitlines() or [""]
+            lines = self.printable(event.text).splitlines() or [""]
             if event.kind == "tool_result" and len(lines) > self.max_result_lines:
                 lines = lines[: self.max_result_lines] + [f"… ({len(lines) - self.max_result_lines} more lines "
                                                           f"in `promptrail log {event.run_id}`)"]
@@ -238,15 +243,28 @@ def blame(file: str, rev: str | None, repo: str | None, as_json: bool) -> None:
 @_repo_option
 @_json_option
 def verify(repo: str | None, as_json: bool) -> None:
-    """Check the activity feed's hash chain; exit 1 at the first altered, deleted or reordered row."""
-    verdict = _workspace(repo).store.verify()
-    if as_json:
-        _print_json(verdict.__dict__)
+    """Check the activity feed's hash chain, then the runs, logs and sign-offs sealed in it; exit 1
+    at the first altered, deleted or reordered row."""
+    from promptrail.audit.store import AuditStore
+    from promptrail.gitops.repo import Repo
+
+    # The store alone, not a Workspace: opening a workspace settles interrupted runs, a write,
+    # and verify must work (and report) on a feed that refuses writes.
+    store = AuditStore(Repo(repo or ".").state_dir / "audit.db")
+    try:
+        verdict = store.verify()
+    finally:
+        store.close()
+    if as_json:  # the shape scripts already parse; the text below adds the counts
+        _print_json({key: getattr(verdict, key) for key in ("ok", "checked", "first_bad_seq", "reason")})
     elif verdict.ok:
-        click.echo(f"ok: {verdict.checked} feed events, hash chain intact")
-    else:
+        click.echo(f"ok: {verdict.checked} feed events, hash chain intact; {verdict.runs_checked} finished runs, "
+                   f"{verdict.log_entries_checked} log lines and {verdict.signoffs_checked} sign-offs match it")
+    elif verdict.table == "events" and verdict.first_bad_seq is not None:
         click.echo(f"BROKEN at event {verdict.first_bad_seq}: {verdict.reason} "
                    f"({verdict.checked} events before it are intact)")
+    else:
+        click.echo(f"BROKEN: {verdict.reason} (the hash chain of {verdict.checked} feed events is intact)")
     if not verdict.ok:
         sys.exit(1)
 

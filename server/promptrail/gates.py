@@ -313,7 +313,7 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
                                  "ts": utc_now()})
     workspace.store.record_event(f"gate.{decision}d" if decision == "approve" else "gate.rejected",
                                  run_id=run["id"], actor=str(actor),
-                                 data={"sha": tip, "comment": comment})
+                                 data={"sha": tip, "comment": comment}, seal="signoff")  # seals the row above
     return _refresh(workspace, run["id"], sink)
 
 

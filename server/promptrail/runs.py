@@ -104,9 +104,18 @@ def make_agent(workspace: Workspace, request: RunRequest, max_budget_usd: float 
 
 class LogBook:
     """A run's log: numbers entries gap-free, sends each to the faces at once, and writes them
-    to the store in batches from a background thread (so 100k lines don't stall the loop)."""
+    to the store in batches from a background thread (so 100k lines don't stall the loop).
+
+    Every entry is redacted. A private key printed one line per entry (a process's plain output)
+    is caught across entries: after an entry that opens a ``-----BEGIN … PRIVATE KEY-----`` without
+    its END line, each following entry *of the same kind* (the same stream) is ``[REDACTED]``, up to
+    and including the one with the ``-----END … PRIVATE KEY-----`` line (text after that line is
+    kept, redacted as usual), or until ``KEY_LINES_MAX`` lines have been swallowed without an END
+    line (a key shown truncated must not blank the rest of a 100k-line log)."""
 
     BATCH = 500
+    #: A 16384-bit RSA key in PEM is about 200 lines; anything longer was not a key's body.
+    KEY_LINES_MAX = 500
 
     def __init__(self, store: AuditStore, run_id: str, sink: EventSink, start_seq: int = 0) -> None:
         self.store, self.run_id, self.sink = store, run_id, sink
@@ -116,12 +125,37 @@ class LogBook:
         self._writer = threading.Thread(target=self._write_loop, name=f"log-{run_id}", daemon=True)
         self._writer.start()
         self.write_error: BaseException | None = None
+        #: kind → lines swallowed so far, for each stream inside a private key.
+        self._open_keys: dict[str, int] = {}
 
     def add(self, kind: str, text: str) -> None:
         self.seq += 1
-        entry = LogEntry(self.run_id, self.seq, utc_now(), kind, redact(text))
+        entry = LogEntry(self.run_id, self.seq, utc_now(), kind, self._redact(kind, text))
         self._queue.put((entry.run_id, entry.seq, entry.ts, entry.kind, entry.text))
         self.sink.emit(entry)
+
+    def _redact(self, kind: str, text: str) -> str:
+        swallowed = self._open_keys.get(kind)
+        if swallowed is None:
+            if "-----BEGIN" in text:  # the imports below only on this rare path: 100k lines a run
+                from promptrail.redact import opens_private_key
+
+                if opens_private_key(text):
+                    self._open_keys[kind] = 0
+            return redact(text)
+        from promptrail.redact import REDACTED, private_key_end
+
+        end = private_key_end(text)
+        if end is None:
+            swallowed += text.count("\n") + 1
+            if swallowed >= self.KEY_LINES_MAX:
+                del self._open_keys[kind]
+            else:
+                self._open_keys[kind] = swallowed
+            return REDACTED
+        del self._open_keys[kind]
+        rest = text[end:]
+        return REDACTED + (self._redact(kind, rest) if rest else "")
 
     def _write_loop(self) -> None:
         done = False
@@ -226,9 +260,13 @@ class Run:
         await self.log.close()
         ended = utc_now()
         self._status(outcome.pop("status"), final=True, ended_at=ended, **outcome)
-        self.store.record_event(f"run.{self.row['status']}", run_id=self.id, actor=str(self.identity),
-                                data={"commit": self.row.get("commit_sha"), "cost_usd": self.row.get("cost_usd"),
-                                      "error": self.row.get("error")})
+        # seal="run": the event also seals the run's stored key fields and a digest of its whole
+        # log (read in the event's transaction), so `promptrail verify` notices later edits; a thread,
+        # since hashing a long log must not stall the event loop.
+        await asyncio.to_thread(
+            self.store.record_event, f"run.{self.row['status']}", run_id=self.id, actor=str(self.identity),
+            data={"commit": self.row.get("commit_sha"), "cost_usd": self.row.get("cost_usd"),
+                  "error": self.row.get("error")}, seal="run")
         from promptrail.queries import run_json  # local: queries imports this module's constants
 
         return run_json(self.workspace, self.id)

@@ -1,4 +1,4 @@
-"""The activity feed's hash chain: append-only rows, each sealed by the hash of the one before.
+"""The activity feed's hash chain, and the seals that bind the other tables to it.
 
 Every row of ``events`` carries ``prev_hash`` and ``hash = sha256(prev_hash || canonical JSON of
 the row)``; the row's ``seq`` is inside the hashed JSON, so altering, deleting or reordering rows
@@ -6,7 +6,13 @@ breaks the chain at the first affected row, which ``verify`` reports.
 
 A chain alone cannot show that its *last* rows were cut off, so the store also keeps the head
 (seq and hash of the newest row) in an anchor file beside the database; ``verify`` checks the
-chain against it.
+chain against it, and the store refuses to append to a feed that disagrees with its anchor.
+
+``show`` and ``log`` read ``runs``, ``log_entries`` and ``signoffs``, not the feed, so events
+also carry *seals* of those rows under ``data["seal"]``: a run's final event (``run.succeeded``,
+...) seals its key fields (``seal["run"]``) and a digest of its log (``seal["log"]``), a sign-off
+event the sign-off row (``seal["signoff"]``); ``run.started`` already carries the prompt.
+``verify_records`` recomputes them all after the chain itself checked out.
 """
 
 from __future__ import annotations
@@ -14,11 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = "0" * 64
 _HASHED_FIELDS = ("seq", "ts", "kind", "run_id", "actor", "data")
+
+#: The run columns a run's final event seals (``gate_status`` changes later and is not sealed).
+SEALED_RUN_COLUMNS = ("prompt", "actor_name", "actor_email", "commit_sha", "status", "cost_usd",
+                      "cost_reported_usd", "tokens_input", "tokens_output", "tokens_cache_read",
+                      "tokens_cache_write", "base_sha", "branch")
+SEALED_SIGNOFF_COLUMNS = ("id", "actor_name", "actor_email", "decision", "commit_sha", "comment", "ts")
+SIGNOFF_KINDS = {"gate.approved": "approve", "gate.rejected": "reject"}
+#: A run in these states is still going; its final event (if it ever comes) seals it.
+LIVE_STATES = ("queued", "running", "committing")
 
 
 def canonical(row: dict[str, Any]) -> str:
@@ -47,12 +62,76 @@ def append(conn: sqlite3.Connection, *, ts: str, kind: str, run_id: str | None, 
     return row
 
 
+# -- seals ------------------------------------------------------------------------------------------
+class LogDigest:
+    """sha256 over the canonical JSON ``[seq, ts, kind, text]`` of each log entry, one per line,
+    in seq order; with the count and the last seq it covers (a gate simulation later appends
+    to a finished run's log, past the sealed range)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.count = 0
+        self.through_seq = 0
+
+    #: One encoder for all entries: ``json.dumps`` with options builds a new one per call, which
+    #: doubles the cost of hashing a 100,000-line log.
+    _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    def add(self, seq: int, ts: str, kind: str, text: str) -> None:
+        self._hash.update(self._ENCODER.encode([seq, ts, kind, text]).encode("utf-8") + b"\n")
+        self.count += 1
+        self.through_seq = seq
+
+    def as_seal(self) -> dict[str, Any]:
+        return {"count": self.count, "through_seq": self.through_seq, "sha256": self._hash.hexdigest()}
+
+
+def seal_log(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    digest = LogDigest()
+    for entry in conn.execute("SELECT seq, ts, kind, text FROM log_entries WHERE run_id = ? ORDER BY seq",
+                              [run_id]):
+        digest.add(*entry)
+    return digest.as_seal()
+
+
+def seal_run(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    columns = ", ".join(SEALED_RUN_COLUMNS)
+    values = conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", [run_id]).fetchone()
+    return dict(zip(SEALED_RUN_COLUMNS, values)) if values else None
+
+
+def seal_signoff(conn: sqlite3.Connection, run_id: str, kind: str, sha: str | None) -> dict[str, Any] | None:
+    """The newest sign-off row of ``run_id`` that matches a ``gate.approved``/``gate.rejected``
+    event of ``kind`` on ``sha`` and that no earlier event has sealed yet."""
+    sealed: set[int] = set()
+    for (data,) in conn.execute("SELECT data FROM events WHERE run_id = ? AND kind IN (?, ?)",
+                                [run_id, *SIGNOFF_KINDS]):
+        signoff = (json.loads(data).get("seal") or {}).get("signoff")
+        if isinstance(signoff, dict):
+            sealed.add(signoff["id"])
+    columns = ", ".join(SEALED_SIGNOFF_COLUMNS)
+    for values in conn.execute(f"SELECT {columns} FROM signoffs WHERE run_id = ? AND decision = ? "
+                               "AND commit_sha IS ? ORDER BY id DESC", [run_id, SIGNOFF_KINDS[kind], sha]):
+        if values[0] not in sealed:
+            return dict(zip(SEALED_SIGNOFF_COLUMNS, values))
+    return None
+
+
+# -- verification ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
     checked: int
     first_bad_seq: int | None = None
     reason: str | None = None
+    # Added later; left out of ==, so a verdict still compares by what it always said.
+    #: Where the first problem is: ``events`` (the chain or its anchor), ``runs``,
+    #: ``log_entries`` or ``signoffs``; None when ok.
+    table: str | None = field(default=None, compare=False)
+    #: What the cross-check compared against the feed's seals (when it got that far).
+    runs_checked: int = field(default=0, compare=False)
+    log_entries_checked: int = field(default=0, compare=False)
+    signoffs_checked: int = field(default=0, compare=False)
 
 
 def verify(conn: sqlite3.Connection, anchor: tuple[int, str] | None = None) -> Verdict:
@@ -67,15 +146,127 @@ def verify(conn: sqlite3.Connection, anchor: tuple[int, str] | None = None) -> V
         if seq != expected_seq:
             what = "deleted" if seq > expected_seq else "reordered or duplicated"
             return Verdict(False, checked, seq,
-                           f"row {seq}: expected row {expected_seq} here; a row was {what}")
+                           f"row {seq}: expected row {expected_seq} here; a row was {what}", "events")
         if row["prev_hash"] != prev_hash:
-            return Verdict(False, checked, seq, f"row {seq}: prev_hash does not match row {seq - 1}'s hash")
+            return Verdict(False, checked, seq, f"row {seq}: prev_hash does not match row {seq - 1}'s hash",
+                           "events")
         if seal(prev_hash, row) != row["hash"]:
-            return Verdict(False, checked, seq, f"row {seq}: content does not match its hash (row altered)")
+            return Verdict(False, checked, seq, f"row {seq}: content does not match its hash (row altered)",
+                           "events")
         if anchor and seq == anchor[0] and row["hash"] != anchor[1]:
-            return Verdict(False, checked, seq, f"row {seq}: does not match the recorded head of the feed")
+            return Verdict(False, checked, seq, f"row {seq}: does not match the recorded head of the feed",
+                           "events")
         prev_hash, expected_seq, checked = row["hash"], seq + 1, checked + 1
     if anchor and expected_seq <= anchor[0]:
         return Verdict(False, checked, expected_seq,
-                       f"row {expected_seq}: missing; the feed had {anchor[0]} rows (rows were deleted from its end)")
+                       f"row {expected_seq}: missing; the feed had {anchor[0]} rows (rows were deleted from its end)",
+                       "events")
     return Verdict(True, checked)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
+    """Compare ``runs``, ``log_entries`` and ``signoffs`` with the seals in the (already
+    verified) feed; report the first row that differs, is missing, or was never sealed.
+
+    Events written before seals existed carry none; their runs are compared only as far as
+    those events go (the prompt of ``run.started``; a sign-off's run, SHA, decision and comment)."""
+    started: dict[str, tuple[int, str]] = {}              # run id → (seq, sealed prompt)
+    final: dict[str, tuple[int, str, dict[str, Any]]] = {}  # run id → (seq, kind, sealed run fields)
+    logs: dict[str, tuple[int, dict[str, Any]]] = {}       # run id → (seq, newest log seal)
+    signoff_events: dict[int, tuple[int, str, str, dict[str, Any]]] = {}  # sign-off id → (seq, kind, run, seal)
+    legacy_signoffs: list[tuple[int, str, str, dict[str, Any]]] = []    # (seq, kind, run, data) without a seal
+    for seq, kind, run_id, data in conn.execute(
+            "SELECT seq, kind, run_id, data FROM events WHERE kind IN ('run.started', ?, ?) "
+            "OR instr(data, '\"seal\":{') ORDER BY seq", list(SIGNOFF_KINDS)):
+        payload = json.loads(data)
+        seals = payload.get("seal") if isinstance(payload.get("seal"), dict) else {}
+        if kind == "run.started":
+            started.setdefault(run_id, (seq, payload.get("prompt")))
+        if isinstance(seals.get("run"), dict):
+            final[run_id] = (seq, kind, seals["run"])
+        if isinstance(seals.get("log"), dict):
+            logs[run_id] = (seq, seals["log"])
+        if kind in SIGNOFF_KINDS:
+            if isinstance(seals.get("signoff"), dict):
+                signoff_events[seals["signoff"]["id"]] = (seq, kind, run_id, seals["signoff"])
+            else:
+                legacy_signoffs.append((seq, kind, run_id, payload))
+
+    def broken(seq: int | None, reason: str, table: str) -> Verdict:
+        return Verdict(False, checked, seq, reason, table)
+
+    # Runs: every row was announced by a run.started event, and matches its final event's seal.
+    columns = ", ".join(SEALED_RUN_COLUMNS)
+    runs = {values[0]: dict(zip(SEALED_RUN_COLUMNS, values[1:]))
+            for values in conn.execute(f"SELECT id, {columns} FROM runs")}
+    for run_id, (seq, prompt) in sorted(started.items(), key=lambda item: item[1][0]):
+        row = runs.get(run_id)
+        if row is None:
+            return broken(seq, f"run {run_id}: deleted from the runs table (announced by event {seq})", "runs")
+        if row["prompt"] != prompt:
+            return broken(seq, f"run {run_id}: prompt differs from the sealed run.started event", "runs")
+        if run_id in final:
+            sealed_seq, kind, sealed = final[run_id]
+            for column in SEALED_RUN_COLUMNS:
+                if column in sealed and row[column] != sealed[column]:
+                    values = "" if column == "prompt" else \
+                        f" (sealed {_shown(sealed[column])}, found {_shown(row[column])})"
+                    return broken(sealed_seq, f"run {run_id}: {column} differs from the sealed {kind} event{values}",
+                                  "runs")
+    unannounced = sorted(set(runs) - set(started))
+    if unannounced:
+        return broken(None, f"run {unannounced[0]}: not in the feed (no run.started event)", "runs")
+
+    # Logs: one ordered scan (the primary key's order), hashing only what a seal covers.
+    entries = 0
+    digests = {run_id: LogDigest() for run_id in logs}
+    for run_id, seq, ts, kind, text in conn.execute(
+            "SELECT run_id, seq, ts, kind, text FROM log_entries ORDER BY run_id, seq"):
+        digest = digests.get(run_id)
+        if digest is not None and seq <= logs[run_id][1].get("through_seq", seq):
+            digest.add(seq, ts, kind, text)
+            entries += 1
+    for run_id, (seq, sealed) in sorted(logs.items(), key=lambda item: item[1][0]):
+        found = digests[run_id].as_seal()
+        if (sealed.get("count"), sealed.get("sha256")) != (found["count"], found["sha256"]):
+            detail = (f"sealed {sealed.get('count')} entries, found {found['count']}"
+                      if sealed.get("count") != found["count"]
+                      else f"sealed {found['count']} entries, found as many with different content")
+            return broken(seq, f"run {run_id}: its log was altered ({detail})", "log_entries")
+
+    # Sign-offs: each row has exactly one sealed event, and each sealed event its row.
+    columns = ", ".join(SEALED_SIGNOFF_COLUMNS)
+    signoffs = [dict(zip(SEALED_SIGNOFF_COLUMNS, values[1:]), run_id=values[0])
+                for values in conn.execute(f"SELECT run_id, {columns} FROM signoffs ORDER BY id")]
+    present = {row["id"] for row in signoffs}
+    for row in signoffs:
+        event = signoff_events.get(row["id"])
+        if event is not None:
+            seq, kind, run_id, sealed = event
+            if run_id != row["run_id"]:
+                return broken(seq, f"sign-off {row['id']} of run {row['run_id']}: sealed for run {run_id} "
+                                   f"in event {seq}", "signoffs")
+            for column in SEALED_SIGNOFF_COLUMNS:
+                if row[column] != sealed.get(column):
+                    return broken(seq, f"sign-off {row['id']} of run {run_id}: {column} differs from the sealed "
+                                       f"{kind} event (sealed {_shown(sealed.get(column))}, "
+                                       f"found {_shown(row[column])})", "signoffs")
+            continue
+        legacy = next((e for e in legacy_signoffs if e[2] == row["run_id"]
+                       and SIGNOFF_KINDS[e[1]] == row["decision"] and e[3].get("sha") == row["commit_sha"]
+                       and e[3].get("comment") == row["comment"]), None)
+        if legacy is None:
+            return broken(None, f"sign-off {row['id']} of run {row['run_id']}: not in the feed", "signoffs")
+        legacy_signoffs.remove(legacy)
+    for signoff_id, (seq, kind, run_id, _) in sorted(signoff_events.items(), key=lambda item: item[1][0]):
+        if signoff_id not in present:
+            return broken(seq, f"sign-off {signoff_id} of run {run_id}: deleted (sealed in event {seq})", "signoffs")
+    if legacy_signoffs:
+        seq, kind, run_id, _ = legacy_signoffs[0]
+        return broken(seq, f"the sign-off of run {run_id} recorded by event {seq} ({kind}) was deleted", "signoffs")
+    return Verdict(True, checked, runs_checked=len(final), log_entries_checked=entries,
+                   signoffs_checked=len(signoffs))

@@ -5,11 +5,17 @@ in WAL mode so the language server, the CLI and concurrent runs can read and wri
 The schema evolves only through the numbered ``MIGRATIONS``; a database written by a newer
 promptrail is refused, never altered. Methods are thread-safe (one connection behind a lock):
 the language server calls them from worker threads.
+
+Every append to the feed first checks the anchor file (``feed-head``, the newest seq and hash
+the feed ever had): a database that lost rows, or was deleted and recreated, is refused rather
+than silently starting a new chain. A database or folder that cannot be written is one
+``PromptrailError``, not a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -84,7 +90,6 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("policy_change", int)
 
 
-#: Numbered migrations; index + 1 is the schema version they produce. Append, never edit.
 def _migration_4(db: sqlite_utils.Database) -> None:
     """Costs: the agent's reported cost and the cost computed from tokens, kept side by side."""
     db["runs"].add_column("cost_reported_usd", float)
@@ -93,11 +98,23 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("price_table", str)
 
 
+#: Numbered migrations; index + 1 is the schema version they produce. Append, never edit.
 MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 RUN_TOKEN_COLUMNS = {"input": "tokens_input", "output": "tokens_output",
                      "cache_read": "tokens_cache_read", "cache_write": "tokens_cache_write"}
+
+#: SQLite's primary result codes that mean "this file or folder cannot be written / opened":
+#: SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN.
+_UNWRITABLE_CODES = {3, 8, 10, 14}
+#: What ``record_event(seal=...)`` may seal into the event (see ``ledger``).
+SEALS = ("run", "log", "signoff")
+
+
+def _is_unwritable(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _UNWRITABLE_CODES
 
 
 class AuditStore:
@@ -105,24 +122,41 @@ class AuditStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock
-        # up front instead of failing half-way through a transaction.
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
-        self._migrate()
-        # Log lines arrive by the hundred thousand from a writer thread: they get their own
-        # connection, so readers (lens requests) never queue behind a batch insert (WAL lets
-        # readers and one writer proceed together).
-        self._log_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._log_conn.execute("PRAGMA busy_timeout=30000")
-        self._log_conn.execute("PRAGMA synchronous=NORMAL")
         self._log_lock = threading.Lock()
+        #: The feed's new head (seq, hash) of the open write transaction, staged in a temporary
+        #: file; it replaces the anchor once the transaction committed.
+        self._pending_anchor: tuple[int, Path] | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc.strerror or exc) from None
+        try:
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock
+            # up front instead of failing half-way through a transaction.
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.conn = conn
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self.db = sqlite_utils.Database(conn)
+            self._migrate()
+            # Log lines arrive by the hundred thousand from a writer thread: they get their own
+            # connection, so readers (lens requests) never queue behind a batch insert (WAL lets
+            # readers and one writer proceed together).
+            self._log_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._log_conn.execute("PRAGMA busy_timeout=30000")
+            self._log_conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            for name in ("conn", "_log_conn"):
+                if hasattr(self, name):
+                    getattr(self, name).close()
+            if not _is_unwritable(exc):
+                raise
+            raise self._unwritable(exc) from None
+
+    def _unwritable(self, reason: object) -> PromptrailError:
+        return PromptrailError(f"the audit store {self.path} cannot be written ({reason}); check its permissions")
 
     def close(self) -> None:
         with self._lock, self._log_lock:
@@ -148,21 +182,33 @@ class AuditStore:
                 self.conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
 
     def _write(self):
         return _WriteTransaction(self)
 
+    def _append_event(self, conn: sqlite3.Connection, *, ts: str, kind: str, run_id: str | None,
+                      actor: str | None, data: dict[str, Any]) -> dict[str, Any]:
+        """Append to the feed inside a write transaction; the anchor follows once it commits."""
+        self._check_anchor(conn)
+        head = ledger.append(conn, ts=ts, kind=kind, run_id=run_id, actor=actor, data=data)
+        self._stage_anchor(head)
+        return head
+
     # -- runs -----------------------------------------------------------------------------
     def insert_run(self, row: dict[str, Any], *, event_actor: str | None) -> None:
+        """Insert a run and its ``run.started`` event. A run inserted already finished (a rollback
+        run) has no later final event, so ``run.started`` seals its fields and (empty) log."""
         with self._write() as conn:
             self.db["runs"].insert(row)
-            head = ledger.append(conn, ts=row["started_at"], kind="run.started", run_id=row["id"],
-                                 actor=event_actor, data={"prompt": row["prompt"], "agent": row["agent"],
-                                                          "model": row["model"], "mode": row["mode"],
-                                                          "base_sha": row["base_sha"]})
-            self._write_anchor(head)
+            data = {"prompt": row["prompt"], "agent": row["agent"], "model": row["model"], "mode": row["mode"],
+                    "base_sha": row["base_sha"]}
+            if row.get("status") and row["status"] not in ledger.LIVE_STATES:
+                data["seal"] = {"run": ledger.seal_run(conn, row["id"]), "log": ledger.seal_log(conn, row["id"])}
+            self._append_event(conn, ts=row["started_at"], kind="run.started", run_id=row["id"],
+                               actor=event_actor, data=data)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         with self._write():
@@ -258,7 +304,10 @@ class AuditStore:
 
     # -- gates ----------------------------------------------------------------------------------
     def add_signoff(self, row: dict[str, Any]) -> None:
-        with self._write():
+        with self._write() as conn:
+            # Its feed event follows in a second transaction; refuse here already, so a feed that
+            # refuses the event is not left with a sign-off row that no event announces.
+            self._check_anchor(conn)
             self.db["signoffs"].insert(row)
 
     def signoffs(self, run_id: str) -> list[dict[str, Any]]:
@@ -303,9 +352,7 @@ class AuditStore:
             if event is None:
                 return None
             kind, actor, data = event
-            head = ledger.append(conn, ts=utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
-            self._write_anchor(head)
-            return head
+            return self._append_event(conn, ts=utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
 
     def violations(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -319,14 +366,20 @@ class AuditStore:
         if not entries:
             return
         with self._log_lock:
-            self._log_conn.execute("BEGIN IMMEDIATE")
             try:
-                self._log_conn.executemany(
-                    "INSERT INTO log_entries (run_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)", entries)
-            except BaseException:
-                self._log_conn.execute("ROLLBACK")
-                raise
-            self._log_conn.execute("COMMIT")
+                self._log_conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._log_conn.executemany(
+                        "INSERT INTO log_entries (run_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)", entries)
+                    self._log_conn.execute("COMMIT")
+                except BaseException:
+                    if self._log_conn.in_transaction:
+                        self._log_conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if not _is_unwritable(exc):
+                    raise
+                raise self._unwritable(exc) from None
 
     def log(self, run_id: str, *, after_seq: int = 0) -> list[dict[str, Any]]:
         with self._lock:
@@ -336,28 +389,108 @@ class AuditStore:
 
     # -- feed -----------------------------------------------------------------------------
     def record_event(self, kind: str, *, run_id: str | None, actor: str | None,
-                     data: dict[str, Any], ts: str | None = None) -> dict[str, Any]:
+                     data: dict[str, Any], ts: str | None = None, seal: str | None = None) -> dict[str, Any]:
+        """Append an event to the feed. ``seal`` binds rows of other tables to it, read in the same
+        transaction (``data["seal"]``, checked by ``verify``): ``"run"`` the run's key fields and
+        log (a run's final event), ``"log"`` the log alone, ``"signoff"`` the sign-off row this
+        ``gate.approved``/``gate.rejected`` event (``data["sha"]``) announces."""
+        if seal is not None and (seal not in SEALS or run_id is None):
+            raise ValueError(f"cannot seal {seal!r} of run {run_id!r}")
         with self._write() as conn:
-            head = ledger.append(conn, ts=ts or utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
-            self._write_anchor(head)
-            return head
+            if seal is not None:
+                seals: dict[str, Any] = {}
+                if seal == "run":
+                    seals["run"] = ledger.seal_run(conn, run_id)
+                if seal in ("run", "log"):
+                    seals["log"] = ledger.seal_log(conn, run_id)
+                if seal == "signoff":
+                    seals["signoff"] = ledger.seal_signoff(conn, run_id, kind, data.get("sha"))
+                data = {**data, "seal": {key: value for key, value in seals.items() if value is not None}}
+            return self._append_event(conn, ts=ts or utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
 
+    # -- the anchor -------------------------------------------------------------------------
     @property
     def anchor_path(self) -> Path:
         return self.path.with_name("feed-head")
 
-    def _write_anchor(self, head: dict[str, Any]) -> None:
-        # Written while the write transaction is held, so anchors follow the chain's order.
-        temporary = self.anchor_path.with_suffix(".tmp")
-        temporary.write_text(f"{head['seq']} {head['hash']}\n")
-        temporary.replace(self.anchor_path)
+    def _anchor_state(self) -> tuple[tuple[int, str] | None, str | None]:
+        """``(anchor, None)``; ``(None, None)`` when there is none; ``(None, problem)`` when the
+        file exists but cannot be read as ``<seq> <hash>``."""
+        try:
+            text = self.anchor_path.read_text()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, f"the feed's anchor {self.anchor_path} cannot be read ({exc.strerror or exc})"
+        try:
+            seq, digest = text.split()
+            return (int(seq), digest), None
+        except ValueError:
+            return None, f"the feed's anchor {self.anchor_path} is not a '<seq> <hash>' line"
 
     def _read_anchor(self) -> tuple[int, str] | None:
+        return self._anchor_state()[0]
+
+    def _check_anchor(self, conn: sqlite3.Connection) -> None:
+        """Refuse to append to a feed that disagrees with its anchor: appending would start a
+        new chain over the lost rows (or seal a replaced database) and overwrite the only
+        record that they existed."""
+        anchor, problem = self._anchor_state()
+        if anchor is None and problem is None:
+            return
+        advice = (f"; nothing was written. `promptrail verify` explains it; to start a new feed on purpose, "
+                  f"move {self.anchor_path} aside first")
+        if problem:
+            raise PromptrailError(f"refusing to write to the audit store {self.path}: {problem}{advice}")
+        seq, digest = anchor
+        held = conn.execute("SELECT hash FROM events WHERE seq = ?", [seq]).fetchone()
+        if held is None:
+            count = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            raise PromptrailError(
+                f"refusing to write to the audit store {self.path}: it holds {count} feed events but its anchor "
+                f"{self.anchor_path} records {seq} (events were deleted or the database was replaced){advice}")
+        if held[0] != digest:
+            raise PromptrailError(
+                f"refusing to write to the audit store {self.path}: its feed event {seq} is not the one its anchor "
+                f"{self.anchor_path} records (the feed was rewritten or the database replaced){advice}")
+
+    def _stage_anchor(self, head: dict[str, Any]) -> None:
+        """Write the new head to a temporary file while the transaction is still open, so an
+        anchor that cannot be written rolls the event back (nothing written) instead of leaving
+        the feed ahead of its anchor. One file per process and thread: writers never share it."""
+        self._discard_anchor()
+        temporary = self.anchor_path.with_name(f"{self.anchor_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            seq, digest = self.anchor_path.read_text().split()
-            return int(seq), digest
-        except (OSError, ValueError):
-            return None
+            temporary.write_text(f"{head['seq']} {head['hash']}\n")
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise self._anchor_unwritable(exc) from None
+        self._pending_anchor = (head["seq"], temporary)
+
+    def _publish_anchor(self) -> None:
+        """After COMMIT (an anchor never names a row that a crash could still undo), and only
+        forwards: another process may already have published a newer head."""
+        pending, self._pending_anchor = self._pending_anchor, None
+        if pending is None:
+            return
+        seq, temporary = pending
+        current = self._read_anchor()
+        try:
+            if current is not None and current[0] >= seq:
+                temporary.unlink(missing_ok=True)
+            else:
+                temporary.replace(self.anchor_path)
+        except OSError as exc:
+            raise self._anchor_unwritable(exc) from None
+
+    def _discard_anchor(self) -> None:
+        pending, self._pending_anchor = self._pending_anchor, None
+        if pending is not None:
+            pending[1].unlink(missing_ok=True)
+
+    def _anchor_unwritable(self, exc: OSError) -> PromptrailError:
+        return PromptrailError(f"the audit store's anchor {self.anchor_path} cannot be written "
+                               f"({exc.strerror or exc}); check its permissions")
 
     def feed(self, *, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -369,8 +502,20 @@ class AuditStore:
             return [{**r, "data": json.loads(r["data"])} for r in rows]
 
     def verify(self) -> ledger.Verdict:
+        """The hash chain against its anchor first; then ``runs``, ``log_entries`` and ``signoffs``
+        against the seals in the feed. One read transaction: a consistent snapshot of all tables."""
         with self._lock:
-            return ledger.verify(self.conn, self._read_anchor())
+            anchor, problem = self._anchor_state()  # before the snapshot, which then holds all it names
+            self.conn.execute("BEGIN")
+            try:
+                verdict = ledger.verify(self.conn, anchor)
+                if verdict.ok and problem:
+                    return ledger.Verdict(False, verdict.checked, None, problem, "events")
+                if not verdict.ok:
+                    return verdict
+                return ledger.verify_records(self.conn, verdict.checked)
+            finally:
+                self.conn.execute("ROLLBACK")
 
 
 class _WriteTransaction:
@@ -380,15 +525,37 @@ class _WriteTransaction:
         self.store = store
 
     def __enter__(self) -> sqlite3.Connection:
-        self.store._lock.acquire()
-        self.store.conn.execute("BEGIN IMMEDIATE")
-        return self.store.conn
+        store = self.store
+        store._lock.acquire()
+        store._discard_anchor()
+        try:
+            store.conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            store._lock.release()
+            if _is_unwritable(exc):
+                raise store._unwritable(exc) from None
+            raise
+        return store.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        store = self.store
         try:
-            self.store.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is None:
+                try:
+                    store.conn.execute("COMMIT")
+                except sqlite3.Error as failure:
+                    exc = failure
+            if exc is not None and store.conn.in_transaction:
+                store.conn.execute("ROLLBACK")
+            if exc is None:
+                store._publish_anchor()
         finally:
-            self.store._lock.release()
+            store._discard_anchor()
+            store._lock.release()
+        if exc is not None and _is_unwritable(exc):
+            raise store._unwritable(exc) from None
+        if exc is not None and exc_type is None:
+            raise exc
 
 
 def _fts_query(text: str) -> str:

@@ -1,0 +1,358 @@
+"""Tamper evidence end to end: a feed that lost rows (or its whole database) refuses the next
+write instead of starting a new chain; runs, logs and sign-offs altered behind the feed's back
+fail `promptrail verify`; an audit store that cannot be written is one clear error. Real git
+repositories, real SQLite, runs acted out by the replay agent, the real `promptrail` executable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promptrail import gates
+from promptrail.audit.ledger import Verdict
+from promptrail.audit.store import AuditStore
+from promptrail.errors import PromptrailError
+from promptrail.workspace import Workspace
+from tests.conftest import git, make_repo
+from tests.integration.test_gates import as_user, commit_policy
+from tests.integration.test_runs import run_prompt
+from tests.support.transcripts import Edit, Say, Write, write_transcript
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "promptrail", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def db_path(repo: Path) -> Path:
+    return repo / ".git" / "promptrail" / "audit.db"
+
+
+def anchor_path(repo: Path) -> Path:
+    return repo / ".git" / "promptrail" / "feed-head"
+
+
+def tamper(repo: Path, sql: str, params: list | tuple = ()) -> None:
+    conn = sqlite3.connect(db_path(repo))
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def scalar(repo: Path, sql: str, params: list | tuple = ()):
+    conn = sqlite3.connect(db_path(repo))
+    try:
+        return conn.execute(sql, params).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def delete_database(repo: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path(repo)}{suffix}").unlink(missing_ok=True)
+
+
+def verify_json(repo: Path) -> tuple[int, dict]:
+    result = cli("verify", "--json", cwd=repo)
+    return result.returncode, json.loads(result.stdout)
+
+
+def refusal(repo: Path, detail: str) -> str:
+    return (f"promptrail: error: refusing to write to the audit store {db_path(repo)}: {detail}; nothing was "
+            f"written. `promptrail verify` explains it; to start a new feed on purpose, move {anchor_path(repo)} "
+            "aside first\n")
+
+
+@pytest.fixture
+def transcript(tmp_path) -> Path:
+    return write_transcript(tmp_path / "t.jsonl", [Say("ok"), Write("hello.py", "a = 1\n"),
+                                                  Edit("app.py", "return 1", "return 2")])
+
+
+@pytest.fixture
+def ran(repo, transcript) -> dict:
+    """One finished run through the CLI: feed events 1 run.started … 4 run.succeeded."""
+    result = cli("run", "add hello", "--transcript", str(transcript), "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def branches(repo: Path) -> str:
+    return git(repo, "for-each-ref", "--format=%(refname)")
+
+
+# -- 1. a feed that lost rows refuses the next write ----------------------------------------------
+def test_deleted_database_refuses_the_next_run_and_writes_nothing(repo, ran, transcript):
+    anchor_before = anchor_path(repo).read_text()
+    refs_before = branches(repo)
+    delete_database(repo)
+    result = cli("run", "again", "--transcript", str(transcript), cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == refusal(repo, f"it holds 0 feed events but its anchor {anchor_path(repo)} records 4 "
+                                          "(events were deleted or the database was replaced)")
+    assert anchor_path(repo).read_text() == anchor_before  # the only record of the lost feed survives
+    assert scalar(repo, "SELECT COUNT(*) FROM runs") == 0
+    assert scalar(repo, "SELECT COUNT(*) FROM events") == 0
+    assert scalar(repo, "SELECT COUNT(*) FROM log_entries") == 0
+    assert branches(repo) == refs_before  # the agent never started: no branch, no worktree
+    assert [p.name for p in anchor_path(repo).parent.iterdir() if p.name.endswith(".tmp")] == []
+    # A second attempt is refused the same way (the refusal did not "repair" anything).
+    assert cli("run", "again", "--transcript", str(transcript), cwd=repo).stderr == result.stderr
+    assert verify_json(repo) == (1, {"ok": False, "checked": 0, "first_bad_seq": 1, "reason":
+                                     "row 1: missing; the feed had 4 rows (rows were deleted from its end)"})
+
+
+def test_starting_over_on_purpose_after_moving_the_anchor_aside(repo, ran, transcript):
+    delete_database(repo)
+    anchor_path(repo).rename(anchor_path(repo).with_name("feed-head.lost"))
+    result = cli("run", "again", "--transcript", str(transcript), "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert anchor_path(repo).read_text().startswith("4 ")  # a new feed: run.started … run.succeeded
+    assert cli("verify", cwd=repo).stdout.startswith("ok: 4 feed events, hash chain intact; 1 finished runs, ")
+
+
+def test_events_cut_from_the_end_refuse_the_next_run(repo, ran, transcript):
+    tamper(repo, "DELETE FROM events WHERE seq > 2")
+    result = cli("run", "again", "--transcript", str(transcript), cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == refusal(repo, f"it holds 2 feed events but its anchor {anchor_path(repo)} records 4 "
+                                          "(events were deleted or the database was replaced)")
+    assert scalar(repo, "SELECT COUNT(*) FROM runs") == 1
+    assert scalar(repo, "SELECT MAX(seq) FROM events") == 2
+    assert anchor_path(repo).read_text().startswith("4 ")
+    assert verify_json(repo)[1]["reason"] == "row 3: missing; the feed had 4 rows (rows were deleted from its end)"
+
+
+def test_a_sign_off_is_refused_too_and_leaves_no_row(repo, ran):
+    tamper(repo, "DELETE FROM events WHERE seq = 4")
+    as_user(repo, "lead@example.com", "Lead")
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.sign_off(Workspace(repo), ran["id"], "approve")
+    assert f"promptrail: error: {excinfo.value}\n" == refusal(
+        repo, f"it holds 3 feed events but its anchor {anchor_path(repo)} records 4 "
+              "(events were deleted or the database was replaced)")
+    assert scalar(repo, "SELECT COUNT(*) FROM signoffs") == 0
+    assert scalar(repo, "SELECT COUNT(*) FROM events") == 3
+
+
+def test_database_swapped_for_another_feed_is_refused(repo, ran, tmp_path, transcript):
+    other = make_repo(tmp_path / "other", {"README.md": "x\n", "app.py": "def main():\n    return 1\n"})
+    for _ in range(2):
+        assert cli("run", "p", "--transcript", str(transcript), cwd=other).returncode == 0
+    delete_database(repo)
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{db_path(other)}{suffix}").exists():
+            shutil.copy(f"{db_path(other)}{suffix}", f"{db_path(repo)}{suffix}")
+    result = cli("run", "again", "--transcript", str(transcript), cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == refusal(repo, f"its feed event 4 is not the one its anchor {anchor_path(repo)} records "
+                                          "(the feed was rewritten or the database replaced)")
+    assert verify_json(repo)[1]["reason"] == "row 4: does not match the recorded head of the feed"
+
+
+def test_unreadable_anchor_refuses_writes_and_fails_verify(repo, ran, transcript):
+    anchor_path(repo).write_text("garbage\n")
+    result = cli("run", "again", "--transcript", str(transcript), cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == refusal(repo, f"the feed's anchor {anchor_path(repo)} is not a '<seq> <hash>' line")
+    assert anchor_path(repo).read_text() == "garbage\n"
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": None, "reason":
+                                     f"the feed's anchor {anchor_path(repo)} is not a '<seq> <hash>' line"})
+
+
+# -- 2. runs, logs and sign-offs are sealed into the feed --------------------------------------------
+def test_edited_prompt_fails_verify(repo, ran):
+    tamper(repo, "UPDATE runs SET prompt = 'something harmless' WHERE id = ?", [ran["id"]])
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": 1, "reason":
+                                     f"run {ran['id']}: prompt differs from the sealed run.started event"})
+    text = cli("verify", cwd=repo)
+    assert (text.returncode, text.stdout) == (1, f"BROKEN: run {ran['id']}: prompt differs from the sealed "
+                                                 "run.started event (the hash chain of 4 feed events is intact)\n")
+
+
+def test_edited_cost_fails_verify(repo, ran):
+    tamper(repo, "UPDATE runs SET cost_usd = 0.0001 WHERE id = ?", [ran["id"]])
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": 4, "reason":
+                                     f"run {ran['id']}: cost_usd differs from the sealed run.succeeded event "
+                                     "(sealed 0.0123, found 0.0001)"})
+
+
+def test_edited_reported_cost_and_tokens_fail_verify(repo, ran):
+    tamper(repo, "UPDATE runs SET tokens_output = 15 WHERE id = ?", [ran["id"]])
+    assert verify_json(repo)[1]["reason"] == (f"run {ran['id']}: tokens_output differs from the sealed "
+                                              "run.succeeded event (sealed 150, found 15)")
+    tamper(repo, "UPDATE runs SET tokens_output = 150, cost_reported_usd = NULL WHERE id = ?", [ran["id"]])
+    assert verify_json(repo)[1]["reason"] == (f"run {ran['id']}: cost_reported_usd differs from the sealed "
+                                              "run.succeeded event (sealed 0.0123, found null)")
+
+
+def test_edited_status_fails_verify(repo, ran):
+    tamper(repo, "UPDATE runs SET status = 'failed' WHERE id = ?", [ran["id"]])
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": 4, "reason":
+                                     f"run {ran['id']}: status differs from the sealed run.succeeded event "
+                                     "(sealed \"succeeded\", found \"failed\")"})
+
+
+def test_gate_status_is_not_sealed(repo, ran):
+    tamper(repo, "UPDATE runs SET gate_status = 'approved by someone' WHERE id = ?", [ran["id"]])
+    assert verify_json(repo)[0] == 0
+
+
+def test_deleted_log_lines_fail_verify(repo, ran):
+    count = scalar(repo, "SELECT COUNT(*) FROM log_entries WHERE run_id = ?", [ran["id"]])
+    tamper(repo, "DELETE FROM log_entries WHERE run_id = ? AND seq IN (2, 3)", [ran["id"]])
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": 4, "reason":
+                                     f"run {ran['id']}: its log was altered (sealed {count} entries, "
+                                     f"found {count - 2})"})
+
+
+def test_edited_log_line_fails_verify(repo, ran):
+    count = scalar(repo, "SELECT COUNT(*) FROM log_entries WHERE run_id = ?", [ran["id"]])
+    tamper(repo, "UPDATE log_entries SET text = 'nothing to see' WHERE run_id = ? AND seq = 2", [ran["id"]])
+    assert verify_json(repo)[1]["reason"] == (f"run {ran['id']}: its log was altered (sealed {count} entries, "
+                                              "found as many with different content)")
+
+
+def test_deleted_run_row_fails_verify(repo, ran):
+    tamper(repo, "DELETE FROM runs WHERE id = ?", [ran["id"]])
+    assert verify_json(repo)[1] == {"ok": False, "checked": 4, "first_bad_seq": 1, "reason":
+                                    f"run {ran['id']}: deleted from the runs table (announced by event 1)"}
+
+
+def test_forged_run_row_fails_verify(repo, ran):
+    tamper(repo, "INSERT INTO runs (id, prompt, status) VALUES ('f0f0f0f0f0f0', 'forged', 'succeeded')")
+    assert verify_json(repo)[1] == {"ok": False, "checked": 4, "first_bad_seq": None, "reason":
+                                    "run f0f0f0f0f0f0: not in the feed (no run.started event)"}
+
+
+@pytest.fixture
+def approved(repo, ran) -> dict:
+    as_user(repo, "lead@example.com", "Lead")
+    gates.sign_off(Workspace(repo), ran["id"], "approve", comment="looks right")
+    return ran
+
+
+def test_deleted_signoff_fails_verify(repo, approved):
+    assert verify_json(repo)[0] == 0
+    tamper(repo, "DELETE FROM signoffs")
+    assert verify_json(repo) == (1, {"ok": False, "checked": 5, "first_bad_seq": 5, "reason":
+                                     f"sign-off 1 of run {approved['id']}: deleted (sealed in event 5)"})
+    text = cli("verify", cwd=repo)
+    assert (text.returncode, text.stdout) == (1, f"BROKEN: sign-off 1 of run {approved['id']}: deleted (sealed in "
+                                                 "event 5) (the hash chain of 5 feed events is intact)\n")
+
+
+def test_forged_signoff_fails_verify(repo, approved):
+    tamper(repo, "INSERT INTO signoffs (run_id, commit_sha, actor_name, actor_email, decision, ts) "
+                 "VALUES (?, ?, 'Mallory', 'mallory@example.com', 'approve', '2030-01-01T00:00:00.000Z')",
+           [approved["id"], approved["commit_sha"]])
+    assert verify_json(repo)[1]["reason"] == f"sign-off 2 of run {approved['id']}: not in the feed"
+
+
+def test_edited_signoff_fails_verify(repo, approved):
+    tamper(repo, "UPDATE signoffs SET decision = 'reject'")
+    assert verify_json(repo)[1] == {"ok": False, "checked": 5, "first_bad_seq": 5, "reason":
+                                    f"sign-off 1 of run {approved['id']}: decision differs from the sealed "
+                                    "gate.approved event (sealed \"approve\", found \"reject\")"}
+
+
+def test_untouched_repository_verifies(repo):
+    """Several runs of different outcomes, a gate simulation (which appends to a finished run's
+    log), an approval, a merge and a rollback (a run inserted already finished): all sealed, all ok."""
+    commit_policy(repo, '[gate]\n[[gate.check]]\nname = "exists"\nrun = "test -f feature.py && echo fine"\n')
+    feature = run_prompt(repo, [Say("adding"), Write("feature.py", "def feature():\n    return 1\n")],
+                         prompt="add feature")
+    nothing = run_prompt(repo, [Say("nothing to do")], prompt="look around")
+    failed = run_prompt(repo, [Write("broken.py", "x\n")], prompt="break it", is_error=True)
+    direct = run_prompt(repo, [Edit("app.py", "return 1", "return 3")], prompt="edit directly", mode="direct")
+    assert [r["status"] for r in (feature, nothing, failed, direct)] == ["succeeded", "no_changes", "failed",
+                                                                          "succeeded"]
+    ws = Workspace(repo)
+    assert asyncio.run(gates.simulate(ws, feature["id"])).checks[0]["status"] == "passed"
+    as_user(repo, "lead@example.com", "Lead")
+    gates.sign_off(ws, feature["id"], "approve", comment="ship it")
+    gates.sign_off(ws, failed["id"], "reject")
+    gates.merge(ws, feature["id"])
+    rolled = gates.rollback(ws, feature["id"])
+    assert rolled["status"] == "succeeded"
+    ws.close()
+
+    events = scalar(repo, "SELECT COUNT(*) FROM events")
+    sealed_lines = sum(json.loads(d)["seal"]["log"]["count"] for (d,) in sqlite3.connect(db_path(repo)).execute(
+        "SELECT data FROM events WHERE instr(data, '\"log\":{')"))
+    assert sealed_lines < scalar(repo, "SELECT COUNT(*) FROM log_entries")  # the check's output came later
+    assert verify_json(repo) == (0, {"ok": True, "checked": events, "first_bad_seq": None, "reason": None})
+    text = cli("verify", cwd=repo)
+    assert (text.returncode, text.stdout) == (
+        0, f"ok: {events} feed events, hash chain intact; 5 finished runs, {sealed_lines} log lines and "
+           "2 sign-offs match it\n")
+    # The rollback run is sealed by its run.started event: altering it is noticed too.
+    tamper(repo, "UPDATE runs SET commit_sha = ? WHERE id = ?", [feature["commit_sha"], rolled["id"]])
+    assert verify_json(repo)[1]["reason"] == (
+        f"run {rolled['id']}: commit_sha differs from the sealed run.started event "
+        f"(sealed \"{rolled['commit_sha']}\", found \"{feature['commit_sha']}\")")
+
+
+def test_feed_written_before_seals_still_verifies(tmp_path):
+    """Events recorded before this change carry no seals: their runs are compared as far as the
+    events go (prompt; a sign-off's run, SHA, decision and comment), never reported as broken."""
+    store = AuditStore(tmp_path / "audit.db")
+    store.insert_run({"id": "0ld000000001", "prompt": "old run", "status": "queued", "started_at": "t0",
+                      "agent": "replay", "model": None, "mode": "isolated", "base_sha": None}, event_actor="Dev")
+    store.update_run("0ld000000001", status="succeeded", commit_sha="c" * 40, cost_usd=0.5)
+    store.record_event("run.succeeded", run_id="0ld000000001", actor="Dev", data={"commit": "c" * 40})
+    store.add_signoff({"run_id": "0ld000000001", "commit_sha": "c" * 40, "actor_name": "Lead",
+                       "actor_email": "lead@example.com", "decision": "approve", "comment": None, "ts": "t1"})
+    store.record_event("gate.approved", run_id="0ld000000001", actor="Lead", data={"sha": "c" * 40, "comment": None})
+    assert store.verify() == Verdict(True, 3)
+    store.conn.execute("UPDATE runs SET cost_usd = 0.01")  # unsealed in an old feed: not noticed
+    assert store.verify().ok
+    store.conn.execute("DELETE FROM signoffs")
+    assert store.verify().reason == "the sign-off of run 0ld000000001 recorded by event 3 (gate.approved) was deleted"
+    store.close()
+
+
+# -- 3. an audit store that cannot be written ------------------------------------------------------
+def test_database_that_cannot_be_opened_is_one_clear_error(repo):
+    """A folder where the database file should be: SQLite cannot open it, even as root."""
+    db_path(repo).parent.mkdir(parents=True, exist_ok=True)
+    db_path(repo).mkdir()
+    result = cli("history", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr == (f"promptrail: error: the audit store {db_path(repo)} cannot be written "
+                             "(unable to open database file); check its permissions\n")
+    with pytest.raises(PromptrailError, match="^the audit store .* cannot be written"):
+        AuditStore(db_path(repo))
+
+
+def _make_read_only(path: Path):
+    """chmod 0444 stops writes for a normal user but not for root (tests may run as root): there
+    the file is made immutable with `chattr +i`, which binds root too. Returns the undo."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return lambda: path.chmod(0o644)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("running as root without a working `chattr +i`: cannot make the database read-only")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_read_only_database_refuses_a_run_with_one_clear_error(repo, ran, transcript):
+    undo = _make_read_only(db_path(repo))
+    try:
+        result = cli("run", "again", "--transcript", str(transcript), cwd=repo)
+        assert result.returncode == 2
+        assert result.stderr == (f"promptrail: error: the audit store {db_path(repo)} cannot be written "
+                                 "(attempt to write a readonly database); check its permissions\n")
+        assert cli("verify", cwd=repo).returncode == 0  # reading still works
+        assert len(json.loads(cli("history", "--json", cwd=repo).stdout)) == 1
+    finally:
+        undo()
+    assert anchor_path(repo).read_text().startswith("4 ")
