@@ -1,8 +1,15 @@
 """Terminal rendering of the core's answers (rich tables and lines). Presentation only: every
-value shown here comes from ``queries``; nothing is computed that a JSON reader would miss."""
+value shown here comes from ``queries``; nothing is computed that a JSON reader would miss.
+
+Text from data (prompts, agent output, paths, file lines, names) is never trusted with the terminal:
+``printable`` escapes its control characters, and it reaches rich only as ``Text`` objects (or
+through a console with markup off), so ``[bold]`` or ``:smile:`` in a prompt prints as typed. The
+store keeps the exact bytes, and ``--json`` prints them exactly (json.dumps escapes them itself).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -11,7 +18,7 @@ from rich.text import Text
 
 from promptrail.queries import format_cost
 
-console = Console(highlight=False)
+console = Console(highlight=False, markup=False, emoji=False)
 if not console.is_terminal:
     # Piped output (CI logs, `| less`): don't squeeze tables into 80 columns.
     console.width = max(console.width, 160)
@@ -21,8 +28,30 @@ _STATUS_STYLE = {"succeeded": "green", "no_changes": "yellow", "failed": "red", 
                  "interrupted": "red", "running": "cyan"}
 
 
+# C0 controls but newline and tab, DEL, C1 controls: ESC alone can clear the screen, retitle the
+# window (OSC) or rewrite earlier lines; CR overwrites the line it ends.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if code not in (0x09, 0x0a)}
+_ESCAPES[0x0D] = "\\r"
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters other than newline and tab are shown as
+    escapes (ESC as ``\\x1b``, CR as ``\\r``, any other C0/C1 control or DEL as ``\\xNN``)."""
+    return text.translate(_ESCAPES) if _CONTROL.search(text) else text
+
+
+def _text(value: Any, style: str = "") -> Text:
+    """A value from data as a rich ``Text``: escaped, never read as markup."""
+    return Text(printable("" if value is None else str(value)), style=style)
+
+
+def _lines(text: str) -> list[str]:
+    return printable(text).splitlines() or [""]
+
+
 def _status(status: str | None) -> Text:
-    return Text(status or "?", style=_STATUS_STYLE.get(status or "", ""))
+    return _text(status or "?", style=_STATUS_STYLE.get(status or "", ""))
 
 
 def _tokens(tokens: dict[str, Any]) -> str:
@@ -37,7 +66,7 @@ def run_summary(run: dict[str, Any]) -> None:
     table.add_column(style="bold")
     table.add_column()
     agent = run["agent"] + (f" ({run['agent_label']})" if run.get("agent_label") else "")
-    rows = [
+    rows: list[tuple[str, Any]] = [
         ("run", run["id"]), ("prompt", run["prompt"]), ("status", _status(run["status"])),
         ("actor", f"{run['actor']['name']} <{run['actor']['email']}>"),
         ("agent", agent + (f" · model {run['model']}" if run.get("model") else "")),
@@ -51,14 +80,14 @@ def run_summary(run: dict[str, Any]) -> None:
         ("started", run.get("started_at") or "-"), ("ended", run.get("ended_at") or "-"),
     ]
     if run.get("error"):
-        rows.append(("error", Text(run["error"], style="red")))
+        rows.append(("error", _text(run["error"], style="red")))
     if run.get("policy_change"):
         rows.append(("policy", Text("changes CLAUDE.md or .promptrail.toml (checked against the base commit's rules)",
                                     style="yellow")))
     if "violations" in run and (run.get("commit_sha") or run["violations"]):
         rows.append(("CLAUDE.md", _violation_counts(run["violations"])))
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, value if isinstance(value, Text) else _text(value))
     console.print(table)
     files = run.get("files") or []
     if files:
@@ -67,8 +96,8 @@ def run_summary(run: dict[str, Any]) -> None:
             file_table.add_column(column, justify="right" if column in "+−" else "left")
         for f in files:
             path = f["path"] if not f.get("old_path") else f"{f['old_path']} → {f['path']}"
-            file_table.add_row(path, f["status"], Text(f"+{f['additions']}" if f["additions"] is not None else "bin",
-                                                        style="green"),
+            file_table.add_row(_text(path), _text(f["status"]),
+                               Text(f"+{f['additions']}" if f["additions"] is not None else "bin", style="green"),
                                Text(f"−{f['deletions']}" if f["deletions"] is not None else "bin", style="red"))
         console.print(file_table)
     if run.get("violations"):
@@ -85,16 +114,17 @@ def history_table(runs: list[dict[str, Any]]) -> None:
         table.add_column(column, no_wrap=True)
     table.add_column("prompt", overflow="fold")
     for run in runs:
-        table.add_row(run["id"], (run.get("started_at") or "")[:19].replace("T", " "), _status(run["status"]),
-                      run["actor"]["email"] or "", run["agent"], format_cost(run.get("cost_usd")),
-                      (run.get("commit_sha") or "")[:10], run.get("summary") or run["prompt"])
+        table.add_row(_text(run["id"]), _text((run.get("started_at") or "")[:19].replace("T", " ")),
+                      _status(run["status"]), _text(run["actor"]["email"] or ""), _text(run["agent"]),
+                      _text(format_cost(run.get("cost_usd"))), _text((run.get("commit_sha") or "")[:10]),
+                      _text(run.get("summary") or run["prompt"]))
     console.print(table)
 
 
 def log_lines(entries: list[dict[str, Any]]) -> None:
     for entry in entries:
-        prefix = f"{entry['seq']:>5} {entry['ts'][11:23]} {entry['kind']:<11} "
-        lines = entry["text"].splitlines() or [""]
+        prefix = printable(f"{entry['seq']:>5} {entry['ts'][11:23]} {entry['kind']:<11} ")
+        lines = _lines(entry["text"])
         console.print(Text(prefix + lines[0]))
         for line in lines[1:]:
             console.print(Text(" " * len(prefix) + line))
@@ -110,8 +140,8 @@ def feed_table(events: list[dict[str, Any]]) -> None:
     for event in events:
         data = event["data"]
         details = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", []))
-        table.add_row(str(event["seq"]), event["ts"][:19].replace("T", " "), event["kind"],
-                      event.get("run_id") or "", event.get("actor") or "", details[:120])
+        table.add_row(_text(event["seq"]), _text(event["ts"][:19].replace("T", " ")), _text(event["kind"]),
+                      _text(event.get("run_id") or ""), _text(event.get("actor") or ""), _text(details[:120]))
     console.print(table)
 
 
@@ -120,24 +150,24 @@ def blame_lines(lines: list[dict[str, Any]]) -> None:
     width = len(str(len(lines)))
     for line in lines:
         if line["run_id"] != previous and line["run_id"]:
-            console.print(Text(f"{'':>{width}}   {line['label']}   [run {line['run_id']}]", style="magenta"))
+            console.print(_text(f"{'':>{width}}   {line['label']}   [run {line['run_id']}]", style="magenta"))
         previous = line["run_id"]
         marker = "✦" if line["run_id"] else " "
-        console.print(Text(f"{line['line']:>{width}} {marker} {line['text']}"))
+        console.print(_text(f"{line['line']:>{width}} {marker} {line['text']}"))
 
 
 def gate_state(state: Any) -> None:
-    console.print(Text(f"gate: {state.label}", style="bold"))
+    console.print(_text(f"gate: {state.label}", style="bold"))
     if state.target:
-        console.print(f"target {state.target} · reviewing {(state.sha or '')[:12]} · "
-                      f"{len(state.approvals)}/{state.required_approvals} approvals"
-                      + (f" · {state.stale_signoffs} stale sign-off(s)" if state.stale_signoffs else ""))
+        console.print(_text(f"target {state.target} · reviewing {(state.sha or '')[:12]} · "
+                            f"{len(state.approvals)}/{state.required_approvals} approvals"
+                            + (f" · {state.stale_signoffs} stale sign-off(s)" if state.stale_signoffs else "")))
     for check in state.checks:
         style = "green" if check["status"] == "passed" else "red"
-        console.print(Text(f"  check {check['name']}: {check['status']} (exit {check['exit_code']}, "
-                           f"{check['duration_ms']} ms)", style=style))
+        console.print(_text(f"  check {check['name']}: {check['status']} (exit {check['exit_code']}, "
+                            f"{check['duration_ms']} ms)", style=style))
     if state.merge_blockers and state.status not in ("merged", "rolled_back"):
-        console.print("cannot merge yet: " + "; ".join(state.merge_blockers))
+        console.print(_text("cannot merge yet: " + "; ".join(state.merge_blockers)))
     elif state.status not in ("merged", "rolled_back"):
         console.print(Text("ready to merge", style="green"))
 
@@ -162,9 +192,9 @@ def _violation_counts(violations: list[dict[str, Any]]) -> Text:
 def run_violations(violations: list[dict[str, Any]]) -> None:
     """A run's violations, one line each (``path:line:col: severity [rule] message``)."""
     for v in violations:
-        console.print(Text(f"  {v['path']}:{v['line']}:{v['start_col'] + 1}: ") +
-                      Text(v["severity"], style=_SEVERITY_STYLE.get(v["severity"], "")) +
-                      Text(_violation_text(v)))
+        console.print(_text(f"  {v['path']}:{v['line']}:{v['start_col'] + 1}: ") +
+                      _text(v["severity"], style=_SEVERITY_STYLE.get(v["severity"], "")) +
+                      _text(_violation_text(v)))
 
 
 def _violation_text(v: dict[str, Any]) -> str:
@@ -185,7 +215,7 @@ def check_report(report: Any) -> list[str]:
     found = ", ".join(f"{counts[s]} {s}" for s in ("error", "warning", "info", "hint") if counts.get(s))
     problems = f" · {len(report.problems)} CLAUDE.md problem(s)" if report.problems else ""
     lines.append(f"{found or 'no violations'} · {report.files_checked} file(s), {report.rules} rule(s){problems}")
-    return lines
+    return [printable(line) for line in lines]
 
 
 def review_report(review: Any) -> list[str]:
@@ -197,7 +227,7 @@ def review_report(review: Any) -> list[str]:
     cut = " (diff cut short: too long)" if review.diff_truncated else ""
     lines.append(f"{found or 'no findings'} · run {review.run_id} · commit {review.commit[:12]}{cut} · "
                  f"judged by {review.model} against {', '.join(review.claude_md)}")
-    return lines
+    return [printable(line) for line in lines]
 
 
 _ANNOTATION_LEVEL = {"error": "error", "warning": "warning", "info": "notice", "hint": "notice"}
@@ -212,8 +242,9 @@ def _escape_property(text: str) -> str:
 
 
 def _annotation(severity: str, path: str, line: int, col: int, title: str, message: str) -> str:
-    return (f"::{_ANNOTATION_LEVEL.get(severity, 'notice')} file={_escape_property(path)},line={line},col={col},"
-            f"title={_escape_property(title)}::{_escape_data(message)}")
+    # CR and LF are %-escaped as GitHub expects; the other controls as everywhere else.
+    return printable(f"::{_ANNOTATION_LEVEL.get(severity, 'notice')} file={_escape_property(path)},line={line},"
+                     f"col={col},title={_escape_property(title)}::{_escape_data(message)}")
 
 
 def check_annotations(report: Any) -> list[str]:
@@ -226,7 +257,7 @@ def check_annotations(report: Any) -> list[str]:
 
 def costs_table(report: dict[str, Any]) -> None:
     if not report["groups"]:
-        console.print("no runs" + (f" since {report['since']}" if report["since"] else ""))
+        console.print(_text("no runs" + (f" since {report['since']}" if report["since"] else "")))
         return
     table = Table(show_edge=False)
     columns = (report["by"], "runs", "cost", "unknown cost", "input tok", "output tok", "cache read", "cache write")
@@ -234,10 +265,12 @@ def costs_table(report: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column == report["by"] else "right")
     for group in report["groups"]:
         tokens = group["tokens"]
-        table.add_row(str(group["key"]), str(group["runs"]), format_cost(group["cost_usd"]),
-                      str(group["unknown_cost_runs"] or ""), f"{tokens['input']:,}", f"{tokens['output']:,}",
-                      f"{tokens['cache_read']:,}", f"{tokens['cache_write']:,}")
+        table.add_row(_text(group["key"]), _text(group["runs"]), _text(format_cost(group["cost_usd"])),
+                      _text(group["unknown_cost_runs"] or ""), _text(f"{tokens['input']:,}"),
+                      _text(f"{tokens['output']:,}"), _text(f"{tokens['cache_read']:,}"),
+                      _text(f"{tokens['cache_write']:,}"))
     total = report["total"]
-    table.add_row(Text("total", style="bold"), str(total["runs"]), Text(format_cost(total["cost_usd"]), style="bold"),
-                  str(total["unknown_cost_runs"] or ""), "", "", "", "")
+    table.add_row(Text("total", style="bold"), _text(total["runs"]),
+                  _text(format_cost(total["cost_usd"]), style="bold"), _text(total["unknown_cost_runs"] or ""),
+                  "", "", "", "")
     console.print(table)
