@@ -30,6 +30,7 @@ from promptrail.gitops import commit as gitcommit
 from promptrail.gitops import worktree
 from promptrail.gitops.repo import Identity, Repo
 from promptrail.processes import end_group
+from promptrail.redact import redact
 from promptrail.workspace import Workspace
 
 SEVERITIES = ("error", "warning", "info", "hint")
@@ -395,7 +396,7 @@ async def run_check(spec: CheckSpec, folder: Path, log: Any) -> dict[str, Any]:
     if status == "passed" and exit_code != 0:
         status = "failed"
     return {"name": spec.name, "command": spec.run, "exit_code": exit_code, "status": status,
-            "duration_ms": int((time.monotonic() - started) * 1000), "output": "\n".join(output),
+            "duration_ms": int((time.monotonic() - started) * 1000), "output": redact("\n".join(output)),
             "ts": utc_now()}
 
 
