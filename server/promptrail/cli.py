@@ -164,7 +164,7 @@ def history(search: str | None, limit: int, repo: str | None, as_json: bool) -> 
     if as_json:
         _print_json(runs)
     else:
-        views.history_table(runs)
+        views.history_table(runs, search)
 
 
 @cli.command()

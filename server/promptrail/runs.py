@@ -319,7 +319,8 @@ class Run:
         measured = finished.complete and finished.usage is not None and finished.usage.total() > 0
         computed = costs.compute_cost(model, finished.usage, table) if measured else None
         if finished.usage and finished.usage.total() and table.find(model) is None:
-            self.log.add("error", f"no price known for model '{model}': the computed cost is unknown "
+            what = f"model '{model}'" if model else "a model the agent did not name"
+            self.log.add("error", f"no price known for {what}: the computed cost is unknown "
                                   "(add it under [prices] in .promptrail.toml)")
         reported = finished.cost_usd
         # The agent's own figure wins when it has one; unknown stays NULL, never 0.

@@ -70,7 +70,7 @@ def run_summary(run: dict[str, Any]) -> None:
         ("run", run["id"]), ("prompt", run["prompt"]), ("status", _status(run["status"])),
         ("actor", f"{run['actor']['name']} <{run['actor']['email']}>"),
         ("agent", agent + (f" · model {run['model']}" if run.get("model") else "")),
-        ("mode", run["mode"]), ("base", (run.get("base_sha") or "(empty repository)")[:12]),
+        ("mode", run["mode"]), ("base", run["base_sha"][:12] if run.get("base_sha") else "(empty repository)"),
         ("commit", (run.get("commit_sha") or "none") + (f" on {run['branch']}" if run.get("branch") else "")),
         ("tokens", _tokens(run["tokens"])),
         ("cost", format_cost(run.get("cost_usd")) + (f" ({run['cost_source']})" if run.get("cost_source") else "")),
@@ -105,9 +105,12 @@ def run_summary(run: dict[str, Any]) -> None:
         run_violations(run["violations"])
 
 
-def history_table(runs: list[dict[str, Any]]) -> None:
+def history_table(runs: list[dict[str, Any]], search: str | None = None) -> None:
     if not runs:
-        console.print("no runs yet; start one with `promptrail run \"PROMPT\"` or try `promptrail demo`")
+        if search:
+            console.print(Text(printable(f"no run's prompt matches '{search}'")))
+        else:
+            console.print("no runs yet; start one with `promptrail run \"PROMPT\"` or try `promptrail demo`")
         return
     table = Table(show_edge=False)
     for column in ("run", "started", "status", "actor", "agent", "cost", "commit"):
@@ -139,7 +142,8 @@ def feed_table(events: list[dict[str, Any]]) -> None:
         table.add_column(column, overflow="fold")
     for event in events:
         data = event["data"]
-        details = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", []))
+        # The seal (digests verify recomputes) is for machines; `feed --json` shows it.
+        details = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", []) and k != "seal")
         table.add_row(_text(event["seq"]), _text(event["ts"][:19].replace("T", " ")), _text(event["kind"]),
                       _text(event.get("run_id") or ""), _text(event.get("actor") or ""), _text(details[:120]))
     console.print(table)

@@ -231,7 +231,8 @@ class AuditStore:
         if not matches:
             raise PromptrailError(f"unknown run id '{ref}'; `promptrail history` lists the runs")
         if len(matches) > 1:
-            raise PromptrailError(f"run id prefix '{ref}' is ambiguous ({', '.join(matches[:2])}, ...); "
+            listed = ", ".join(matches[:2]) + (", ..." if len(matches) > 2 else "")
+            raise PromptrailError(f"run id prefix '{ref}' is ambiguous ({listed}); "
                                   "type more characters")
         return matches[0]
 
