@@ -4,7 +4,6 @@ code lenses, against real git repositories and the real audit store (see tests/e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -235,15 +234,10 @@ async def test_file_too_big_to_blame_gets_one_summary_lens(lsp: LanguageClient, 
 
 # -- 5. the real claude binary ------------------------------------------------------------------------------
 async def test_run_prompt_with_the_real_claude_cli(tmp_path: Path, lsp_folders: LspFolders):
-    from tests.support.claude_tools import claude_env, find_claude
+    from tests.support.claude_tools import claude_env, require_claude
     from tests.support.fake_anthropic import FakeAnthropic, ToolCall, Turn
 
-    claude = find_claude()
-    if claude is None:
-        message = "claude CLI not found (set PROMPTRAIL_CLAUDE or install it under .tools/)"
-        if os.environ.get("PROMPTRAIL_REQUIRE_E2E") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    claude = require_claude()
     script = [Turn("Writing hello.txt.", [ToolCall("Write", {"file_path": "{cwd}/hello.txt",
                                                              "content": "hello from claude\n"})]),
               Turn("Created hello.txt.")]

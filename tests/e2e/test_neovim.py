@@ -24,6 +24,7 @@ import pytest
 import promptrail
 from promptrail.queries import format_cost
 from tests.conftest import git, make_repo
+from tests.support.e2e import missing_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -53,9 +54,7 @@ message = "no print"
 def nvim() -> str:
     found = os.environ.get("PROMPTRAIL_NVIM") or shutil.which("nvim")
     if not found:
-        if os.environ.get("PROMPTRAIL_REQUIRE_E2E") == "1":
-            pytest.fail("nvim is not on PATH and PROMPTRAIL_REQUIRE_E2E=1 (apt-get install neovim)")
-        pytest.skip("nvim is not on PATH (apt-get install neovim)")
+        missing_tool("nvim is not on PATH (apt-get install neovim)")
     return found
 
 

@@ -140,12 +140,9 @@ def run_claude(
 def require_claude() -> str:
     """The claude executable, or skip the test — fail it instead when ``PROMPTRAIL_REQUIRE_E2E=1``
     (CI), so an end-to-end test can never silently not run there."""
-    import pytest
+    from tests.support.e2e import missing_tool
 
     path = find_claude()
     if path is None:
-        message = "claude CLI not found (set PROMPTRAIL_CLAUDE or run scripts/test, which installs it into .tools/)"
-        if os.environ.get("PROMPTRAIL_REQUIRE_E2E") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool("claude CLI not found (set PROMPTRAIL_CLAUDE or run scripts/test, which installs it into .tools/)")
     return path
