@@ -339,7 +339,7 @@ def _scratch_worktree(repo: Repo, name: str, sha: str) -> Iterator[Path]:
 async def simulate(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> GateState:
     """Run the policy's checks on exactly the run's current commit, streaming their output into
     the run's log, and store exit code, duration and output of each."""
-    from promptrail.runs import LogBook
+    from promptrail.logbook import LogBook
 
     run = _run(workspace, run_ref)
     actor = await asyncio.to_thread(workspace.repo.identity)

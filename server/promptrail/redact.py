@@ -17,7 +17,7 @@ Each secret is replaced by a labelled ``[REDACTED]`` marker, so a reader knows *
 - PEM private keys (``-----BEGIN … PRIVATE KEY-----``, also ``PGP PRIVATE KEY BLOCK``) up to their
   ``-----END … PRIVATE KEY-----`` → ``-----BEGIN PRIVATE KEY-----[REDACTED]-----END PRIVATE KEY-----``;
   with no END line in the text, from BEGIN to the end of the text → ``-----BEGIN PRIVATE KEY-----[REDACTED]``
-  (``opens_private_key`` tells a caller that sees the lines one at a time, ``runs.LogBook``, to go on);
+  (``opens_private_key`` tells a caller that sees the lines one at a time, ``logbook.LogBook``, to go on);
 - generic assignments (below) → the name and separator stay: ``password = "[REDACTED]"``,
   ``DB_PASSWORD=[REDACTED]``.
 

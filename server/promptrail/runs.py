@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
 import secrets
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +26,11 @@ from promptrail.agents.base import (Agent, AgentEvent, Finished, Raw, Started, T
 from promptrail.audit.store import RUN_TOKEN_COLUMNS, AuditStore, utc_now
 from promptrail.config import AGENTS, MODES
 from promptrail.errors import PromptrailError
-from promptrail.events import CommitLanded, EventSink, FanOut, LogEntry, RunOpened, RunStatus
+from promptrail.events import CommitLanded, EventSink, FanOut, RunOpened, RunStatus
 from promptrail.gitops import commit as gitcommit
 from promptrail.gitops import worktree
 from promptrail.gitops.repo import Identity
+from promptrail.logbook import LogBook
 from promptrail.redact import redact
 from promptrail.standards import run_check
 from promptrail.workspace import Workspace
@@ -100,88 +99,6 @@ def make_agent(workspace: Workspace, request: RunRequest, max_budget_usd: float 
         return AnthropicAgent.from_config(workspace.config, model=request.model, env=request.agent_env,
                                           max_budget_usd=max_budget_usd)
     raise PromptrailError(f"the '{name}' agent is not available in this version; use claude-cli or replay")
-
-
-class LogBook:
-    """A run's log: numbers entries gap-free, sends each to the faces at once, and writes them
-    to the store in batches from a background thread (so 100k lines don't stall the loop).
-
-    Every entry is redacted. A private key printed one line per entry (a process's plain output)
-    is caught across entries: after an entry that opens a ``-----BEGIN … PRIVATE KEY-----`` without
-    its END line, each following entry *of the same kind* (the same stream) is ``[REDACTED]``, up to
-    and including the one with the ``-----END … PRIVATE KEY-----`` line (text after that line is
-    kept, redacted as usual), or until ``KEY_LINES_MAX`` lines have been swallowed without an END
-    line (a key shown truncated must not blank the rest of a 100k-line log)."""
-
-    BATCH = 500
-    #: A 16384-bit RSA key in PEM is about 200 lines; anything longer was not a key's body.
-    KEY_LINES_MAX = 500
-
-    def __init__(self, store: AuditStore, run_id: str, sink: EventSink, start_seq: int = 0) -> None:
-        self.store, self.run_id, self.sink = store, run_id, sink
-        #: A gate simulation appends to a finished run's log, continuing its numbering.
-        self.seq = start_seq
-        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name=f"log-{run_id}", daemon=True)
-        self._writer.start()
-        self.write_error: BaseException | None = None
-        #: kind → lines swallowed so far, for each stream inside a private key.
-        self._open_keys: dict[str, int] = {}
-
-    def add(self, kind: str, text: str) -> None:
-        self.seq += 1
-        entry = LogEntry(self.run_id, self.seq, utc_now(), kind, self._redact(kind, text))
-        self._queue.put((entry.run_id, entry.seq, entry.ts, entry.kind, entry.text))
-        self.sink.emit(entry)
-
-    def _redact(self, kind: str, text: str) -> str:
-        swallowed = self._open_keys.get(kind)
-        if swallowed is None:
-            if "-----BEGIN" in text:  # the imports below only on this rare path: 100k lines a run
-                from promptrail.redact import opens_private_key
-
-                if opens_private_key(text):
-                    self._open_keys[kind] = 0
-            return redact(text)
-        from promptrail.redact import REDACTED, private_key_end
-
-        end = private_key_end(text)
-        if end is None:
-            swallowed += text.count("\n") + 1
-            if swallowed >= self.KEY_LINES_MAX:
-                del self._open_keys[kind]
-            else:
-                self._open_keys[kind] = swallowed
-            return REDACTED
-        del self._open_keys[kind]
-        rest = text[end:]
-        return REDACTED + (self._redact(kind, rest) if rest else "")
-
-    def _write_loop(self) -> None:
-        done = False
-        while not done:
-            batch = [self._queue.get()]
-            while len(batch) < self.BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if batch[-1] is None:
-                batch.pop()
-                done = True
-            rows = [row for row in batch if row is not None]
-            try:
-                self.store.append_log(rows)
-            except BaseException as exc:  # noqa: BLE001 - surfaced by close()
-                self.write_error = exc
-                return
-
-    async def close(self) -> None:
-        """Flush every entry to the store before the run's final status is written."""
-        self._queue.put(None)
-        await asyncio.to_thread(self._writer.join)
-        if self.write_error:
-            raise self.write_error
 
 
 class Run:

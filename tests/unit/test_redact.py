@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from promptrail import redact as redaction
 from promptrail.audit.store import AuditStore
 from promptrail.redact import opens_private_key, private_key_end, redact
-from promptrail.runs import LogBook
+from promptrail.logbook import LogBook
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 GOOGLE_KEY = "AIzaSyA1234567890abcdefghijklmnopqrstuv"
