@@ -311,10 +311,9 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
                               f"(now at {tip[:12]}); review that commit and sign off with --sha {tip[:12]}")
     workspace.store.add_signoff({"run_id": run["id"], "commit_sha": tip, "actor_name": actor.name,
                                  "actor_email": actor.email, "decision": decision, "comment": comment,
-                                 "ts": utc_now()})
-    workspace.store.record_event(f"gate.{decision}d" if decision == "approve" else "gate.rejected",
-                                 run_id=run["id"], actor=str(actor),
-                                 data={"sha": tip, "comment": comment}, seal="signoff")  # seals the row above
+                                 "ts": utc_now()},
+                                event_kind="gate.approved" if decision == "approve" else "gate.rejected",
+                                actor=str(actor), data={"sha": tip, "comment": comment})
     return _refresh(workspace, run["id"], sink)
 
 

@@ -309,8 +309,9 @@ def test_feed_written_before_seals_still_verifies(tmp_path):
                       "agent": "replay", "model": None, "mode": "isolated", "base_sha": None}, event_actor="Dev")
     store.update_run("0ld000000001", status="succeeded", commit_sha="c" * 40, cost_usd=0.5)
     store.record_event("run.succeeded", run_id="0ld000000001", actor="Dev", data={"commit": "c" * 40})
-    store.add_signoff({"run_id": "0ld000000001", "commit_sha": "c" * 40, "actor_name": "Lead",
-                       "actor_email": "lead@example.com", "decision": "approve", "comment": None, "ts": "t1"})
+    # An old version wrote the row and then an unsealed event.
+    store.conn.execute("INSERT INTO signoffs (run_id, commit_sha, actor_name, actor_email, decision, comment, ts) "
+                       "VALUES (?, ?, 'Lead', 'lead@example.com', 'approve', NULL, 't1')", ["0ld000000001", "c" * 40])
     store.record_event("gate.approved", run_id="0ld000000001", actor="Lead", data={"sha": "c" * 40, "comment": None})
     assert store.verify() == Verdict(True, 3)
     store.conn.execute("UPDATE runs SET cost_usd = 0.01")  # unsealed in an old feed: not noticed

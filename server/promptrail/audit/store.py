@@ -304,12 +304,18 @@ class AuditStore:
             return list(self.db.query(sql, params or []))
 
     # -- gates ----------------------------------------------------------------------------------
-    def add_signoff(self, row: dict[str, Any]) -> None:
+    def add_signoff(self, row: dict[str, Any], *, event_kind: str, actor: str | None,
+                    data: dict[str, Any]) -> dict[str, Any]:
+        """Record a sign-off and the feed event that seals it in one transaction: there is never a
+        sign-off row that no event announces, nor an event without its row."""
         with self._write() as conn:
-            # Its feed event follows in a second transaction; refuse here already, so a feed that
-            # refuses the event is not left with a sign-off row that no event announces.
             self._check_anchor(conn)
             self.db["signoffs"].insert(row)
+            sealed = ledger.seal_signoff(conn, row["run_id"], event_kind, data.get("sha"))
+            if sealed is not None:
+                data = {**data, "seal": {"signoff": sealed}}
+            return self._append_event(conn, ts=utc_now(), kind=event_kind, run_id=row["run_id"], actor=actor,
+                                      data=data)
 
     def signoffs(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:
