@@ -322,6 +322,29 @@ def review(run_ref: str, model: str | None, repo: str | None, as_json: bool) -> 
 
 
 @cli.command()
+@click.option("--force", is_flag=True, help="Also remove worktrees that hold uncommitted agent work.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@_repo_option
+@_json_option
+def prune(force: bool, dry_run: bool, repo: str | None, as_json: bool) -> None:
+    """Remove the worktrees finished runs left behind (their branches and commits stay)."""
+    from promptrail.runs import prune_worktrees
+
+    result = prune_worktrees(_workspace(repo), force=force, dry_run=dry_run)
+    if as_json:
+        _print_json(result)
+        return
+    verb = "would remove" if dry_run else "removed"
+    for entry in result["removed"]:
+        click.echo(f"{verb} {entry['worktree']} (run {entry['run_id']}, {entry['status']})")
+    for entry in result["kept"]:
+        click.echo(f"kept {entry['worktree']} (run {entry['run_id']}, {entry['status']}): it holds uncommitted "
+                   "agent work; look at it, then `promptrail prune --force`")
+    if not result["removed"] and not result["kept"]:
+        click.echo("no worktrees to prune")
+
+
+@cli.command()
 @click.option("--by", type=click.Choice(["user", "model", "day", "agent"]), default="day", show_default=True)
 @click.option("--since", metavar="DATE", default=None, help="Only runs started on or after DATE (YYYY-MM-DD).")
 @_repo_option

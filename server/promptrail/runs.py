@@ -415,3 +415,24 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
     run = Run(workspace, RunRequest(**{**request.__dict__, "prompt": prompt}), agent, identity, fan, row)
     run.task = asyncio.create_task(run.execute(), name=f"run-{row['id']}")
     return run
+
+
+def prune_worktrees(workspace: Workspace, *, force: bool = False, dry_run: bool = False) -> dict[str, list]:
+    """Remove the worktrees finished runs left behind (cancelled, incomplete, hook_failed... keep
+    theirs so the work can be inspected). A worktree that still holds uncommitted agent work is
+    kept unless ``force``; branches and commits always stay."""
+    repo = workspace.repo
+    removed, kept = [], []
+    for row in workspace.store.list_runs(limit=1_000_000):
+        folder = Path(row["worktree"]) if row.get("worktree") else None
+        if folder is None or not folder.exists() or row["status"] not in FINAL_STATES:
+            continue
+        dirty = repo.run("status", "--porcelain", cwd=folder).stdout.strip()
+        entry = {"run_id": row["id"], "status": row["status"], "worktree": str(folder), "uncommitted": bool(dirty)}
+        if dirty and not force:
+            kept.append(entry)
+            continue
+        if not dry_run:
+            worktree.remove(repo, folder)
+        removed.append(entry)
+    return {"removed": removed, "kept": kept}

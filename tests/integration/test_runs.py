@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -279,3 +280,24 @@ def test_direct_mode_refused_during_an_unfinished_merge(repo):
 def test_nul_byte_in_prompt_is_refused(repo):
     with pytest.raises(PromptrailError, match="^the prompt contains a NUL byte; remove it and retry$"):
         run_prompt(repo, [Write("x.py", "1\n")], prompt="fix\0it")
+
+
+def test_prune_removes_clean_worktrees_and_keeps_uncommitted_work(repo, tmp_path):
+    write_hook(repo, "exit 1\n")
+    rejected = run_prompt(repo, [Write("kept.py", "1\n")])  # hook_failed: the change waits in its worktree
+    assert rejected["status"] == "hook_failed" and Path(rejected["worktree"]).exists()
+
+    def prune(*args):
+        result = subprocess.run([sys.executable, "-m", "promptrail", "prune", *args, "--json", "--repo", str(repo)],
+                                capture_output=True, text=True, check=True)
+        return json.loads(result.stdout)
+
+    kept = prune()
+    assert kept["removed"] == [] and [e["run_id"] for e in kept["kept"]] == [rejected["id"]]
+    assert Path(rejected["worktree"]).exists()
+    assert prune("--force", "--dry-run")["removed"][0]["uncommitted"] is True
+    assert Path(rejected["worktree"]).exists()
+    forced = prune("--force")
+    assert [e["run_id"] for e in forced["removed"]] == [rejected["id"]]
+    assert not Path(rejected["worktree"]).exists()
+    assert git(repo, "rev-parse", rejected["branch"]).strip() == rejected["base_sha"]  # the branch stays
