@@ -192,10 +192,14 @@ class Run:
         finished: Finished | None = None
         stream = self.agent.events(self.request.prompt, workdir)
         try:
+            recorded_group = False
             async for event in stream:
                 if isinstance(event, Finished):
                     finished = event
                     break
+                if not recorded_group and self.agent.process_group:
+                    recorded_group = True
+                    self.store.update_run(self.id, agent_pgid=self.agent.process_group)
                 self._record(event, workdir)
         finally:
             await stream.aclose()

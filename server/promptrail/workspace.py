@@ -8,6 +8,7 @@ runs, ``queries`` to ask about them. Opening one also settles runs that a dead p
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from functools import cached_property
 from pathlib import Path
@@ -43,8 +44,10 @@ class Workspace:
         host = socket.gethostname()
         for run in self.store.runs_left_running():
             if run.get("host") == host and run.get("pid") and not _alive(run["pid"]):
+                ended = _end_orphaned_agent(run)
                 self.store.update_run(run["id"], status="interrupted", ended_at=utc_now(),
-                                      error="the promptrail process running it stopped unexpectedly")
+                                      error="the promptrail process running it stopped unexpectedly"
+                                            + (f"; its agent's {ended} leftover process(es) were ended" if ended else ""))
                 self.store.record_event("run.interrupted", run_id=run["id"], actor=None,
                                         data={"pid": run["pid"]})
                 settled.append(run["id"])
@@ -52,6 +55,33 @@ class Workspace:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _end_orphaned_agent(run: dict) -> int:
+    """End what is left of a dead run's agent: processes still in its process group *and* working
+    in the run's folder (both, so a reused group id can never hit an unrelated process)."""
+    pgid, folder = run.get("agent_pgid"), run.get("worktree") or run.get("repo_root")
+    if not pgid or not folder:
+        return 0
+    folder = os.path.realpath(folder)
+    leftovers = 0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != pgid:
+                continue
+            cwd = os.path.realpath(os.readlink(f"/proc/{entry}/cwd"))
+        except OSError:
+            continue
+        if cwd == folder or cwd.startswith(folder + os.sep):
+            leftovers += 1
+    if leftovers:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return 0
+    return leftovers
 
 
 def _alive(pid: int) -> bool:

@@ -139,3 +139,38 @@ def test_per_run_budget_is_passed_to_the_cli(repo, claude, tmp_path):
     assert data["commit_sha"] is not None
     assert [f["path"] for f in data["files"]] == ["first.py"]  # no half-written temp file of second.py
     assert data["cost_usd"] > 0.05
+
+
+def test_agent_left_behind_by_a_killed_promptrail_is_ended_on_the_next_start(repo, tmp_path):
+    import signal
+    import time
+
+    fake = tmp_path / "claude"  # an agent that starts a child and then waits forever
+    fake.write_text("#!/bin/sh\necho '{\"type\":\"system\",\"subtype\":\"init\",\"cwd\":\"'$PWD'\"}'\n"
+                    "sleep 300 &\nsleep 300\n")
+    fake.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "promptrail", "run", "task", "--agent", "claude-cli",
+                             "--claude-path", str(fake), "--repo", str(repo)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    run = None
+    while time.monotonic() < deadline:
+        runs = json.loads(subprocess.run([sys.executable, "-m", "promptrail", "history", "--json", "--repo",
+                                          str(repo)], capture_output=True, text=True).stdout or "[]")
+        if runs and runs[0].get("worktree") and _processes_in(Path(runs[0]["worktree"])):
+            run = runs[0]
+            break
+        time.sleep(0.2)
+    assert run is not None, "the agent never started"
+    proc.send_signal(signal.SIGKILL)  # promptrail dies without cleaning up
+    proc.wait()
+    folder = Path(run["worktree"])
+    assert len(_processes_in(folder)) >= 2  # the agent and its child are still there
+    shown = json.loads(subprocess.run([sys.executable, "-m", "promptrail", "show", run["id"], "--json", "--repo",
+                                       str(repo)], capture_output=True, text=True, check=True).stdout)
+    assert shown["status"] == "interrupted"
+    assert shown["error"].startswith("the promptrail process running it stopped unexpectedly; its agent's ")
+    deadline = time.monotonic() + 10
+    while _processes_in(folder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_in(folder) == []

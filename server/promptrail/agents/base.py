@@ -101,6 +101,9 @@ class Agent(abc.ABC):
     """
 
     name: str = "agent"
+    #: The process group of the agent's process once it runs (None for in-process agents): recorded
+    #: with the run, so that if promptrail dies the group can be ended on the next start.
+    process_group: int | None = None
     #: Shown wherever the run is shown ("replayed session" for the replay agent).
     label: str = ""
 

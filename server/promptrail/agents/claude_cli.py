@@ -95,6 +95,7 @@ class ClaudeCliAgent(Agent):
                 env={**os.environ, **self.env} if self.inherit_env else self.env,
                 start_new_session=True,  # its own process group, so cancel reaches its children too
             )
+            self.process_group = proc.pid
         except OSError as exc:
             yield Finished(is_error=True, complete=False, error=self._spawn_error(exc))
             return

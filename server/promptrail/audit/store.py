@@ -99,7 +99,12 @@ def _migration_4(db: sqlite_utils.Database) -> None:
 
 
 #: Numbered migrations; index + 1 is the schema version they produce. Append, never edit.
-MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """The agent's process group, so a run whose promptrail process died can have it ended."""
+    db["runs"].add_column("agent_pgid", int)
+
+
+MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 RUN_TOKEN_COLUMNS = {"input": "tokens_input", "output": "tokens_output",
