@@ -45,9 +45,10 @@ class Workspace:
         for run in self.store.runs_left_running():
             if run.get("host") == host and run.get("pid") and not _alive(run["pid"]):
                 ended = _end_orphaned_agent(run)
-                self.store.update_run(run["id"], status="interrupted", ended_at=utc_now(),
-                                      error="the promptrail process running it stopped unexpectedly"
-                                            + (f"; its agent's {ended} leftover process(es) were ended" if ended else ""))
+                error = "the promptrail process running it stopped unexpectedly"
+                if ended:
+                    error += f"; its agent's {ended} leftover process(es) were ended"
+                self.store.update_run(run["id"], status="interrupted", ended_at=utc_now(), error=error)
                 self.store.record_event("run.interrupted", run_id=run["id"], actor=None,
                                         data={"pid": run["pid"]})
                 settled.append(run["id"])
