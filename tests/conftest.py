@@ -4,7 +4,6 @@ made in temp folders."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -57,5 +56,3 @@ def repo(tmp_path) -> Path:
 def sample_transcript() -> Path:
     return Path(__file__).parent / "fixtures" / "claude-2.1.197-sample.jsonl"
 
-
-os.environ.setdefault("PROMPTRAIL_TESTING", "1")

@@ -341,3 +341,30 @@ async def test_command_line_cwd_and_environment(tmp_path, work):
     await run(sealed, work)
     seen = json.loads((work / "seen.json").read_text())
     assert (seen["var"], seen["home"]) == ("only", None)
+
+
+async def test_a_run_whose_claude_lingers_5_s_after_its_result_succeeds(tmp_path, repo):
+    # The whole pipeline with the default linger time: the process is still alive 5 s after its
+    # `result`, so it is ended, and the run is judged by the result (succeeded), not by the kill.
+    from promptrail.runs import RunRequest, start_run
+    from promptrail.workspace import Workspace
+
+    pids = tmp_path / "pids"
+    path = stand_in(tmp_path, f"""
+        with open({str(pids)!r}, "w") as f:
+            json.dump([os.getpid()], f)
+        emit(INIT)
+        with open("made.py", "w") as f:
+            f.write("MADE = True\\n")
+        emit(result())
+        time.sleep(60)
+    """)
+    assert ClaudeCliAgent(claude_path=path).linger_timeout == 5.0
+    started = time.monotonic()
+    run = await start_run(Workspace(repo), RunRequest(prompt="make it", agent="claude-cli", claude_path=path))
+    data = await run.wait()
+    elapsed = time.monotonic() - started
+    assert (data["status"], data["cost_usd"], data["error"]) == ("succeeded", 0.0125, None)
+    assert [f["path"] for f in data["files"]] == ["made.py"]
+    assert 5.0 <= elapsed < 15, elapsed  # waited the linger time, then ended it; not the script's 60 s
+    await assert_gone(pids)
