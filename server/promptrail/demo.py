@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -84,9 +86,44 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> dict[str, Any]
         say(f"\n{path} on {run['branch']} (what the editor's code lenses show):")
         views.blame_lines(lines)
     say(f"\nThe session above was replayed from a recording; its commit waits on {run['branch']} "
-        f"for review (gate: {run['gate']['status']}). Explore the trail:\n"
-        f"  cd {target}\n  promptrail show {run['id'][:6]}\n  promptrail log {run['id'][:6]}\n"
-        f"  promptrail diff {run['id'][:6]}\n  promptrail feed\n  promptrail verify")
+        f"for review (gate: {run['gate']['status']}).\n{next_steps(target, run, changed)}")
     if run["status"] != "succeeded":
         raise PromptrailError(f"the demo run ended '{run['status']}': {run.get('error')}")
     return result
+
+
+def next_steps(target: Path, run: dict[str, Any], changed: list[str]) -> str:
+    """What to try next, as commands that work when pasted into a new shell."""
+    setup, command = promptrail_command()
+    short, path = run["id"][:6], changed[0] if changed else "README.md"
+    return "\n".join([
+        "Explore the trail:",
+        f"  cd {shlex.quote(str(target))}",
+        *([f"  {setup}"] if setup else []),
+        f"  {command} show {short}",
+        f"  {command} log {short}",
+        f"  {command} diff {short}",
+        f"  {command} blame {path} --rev {run['branch']}",
+        f"  {command} feed",
+        f"  {command} verify",
+        "Sign it off as a reviewer (the four-eyes rule refuses the prompter's own approval), merge it, "
+        "and see its lines on main:",
+        "  git config user.email lead@example.com",
+        f"  {command} gate approve {short}",
+        f"  {command} gate merge {short}",
+        f"  {command} blame {path}",
+        f"Done with it: rm -rf {shlex.quote(str(target))}",
+    ])
+
+
+def promptrail_command() -> tuple[str | None, str]:
+    """How to call this promptrail from a new shell: a line that puts it on PATH when it is not
+    (a virtualenv that is not activated), and the command itself."""
+    running = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("promptrail")
+    if running.name == "promptrail" and on_path and Path(on_path).resolve() == running:
+        return None, "promptrail"
+    activate = Path(sys.prefix) / "bin" / "activate"
+    if sys.prefix != sys.base_prefix and activate.is_file():
+        return f". {shlex.quote(str(activate))}   # puts promptrail on PATH", "promptrail"
+    return None, f"{shlex.quote(sys.executable)} -m promptrail"

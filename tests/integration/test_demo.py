@@ -39,6 +39,9 @@ def test_demo_without_a_git_identity(tmp_path, isolated_home):
     assert git(target, "config", "--local", "user.email").strip() == "demo@promptrail.invalid"
     assert not (isolated_home / ".gitconfig").exists()
     assert not (isolated_home / ".config" / "git").exists()
+    # The run's worktree is gone once its commit is made, and so is the repository's cache folder.
+    worktrees = isolated_home / ".cache" / "promptrail" / "worktrees"
+    assert not worktrees.exists() or list(worktrees.iterdir()) == []
 
 
 def test_demo_json_and_a_new_temp_folder(tmp_path, monkeypatch):
@@ -61,3 +64,27 @@ def test_demo_refuses_a_folder_that_is_not_empty(tmp_path):
     assert result.returncode == 2
     assert result.stderr == f"promptrail: error: {tmp_path} is not empty; give the demo a new or empty folder\n"
     assert (tmp_path / "keep.txt").read_text() == "mine\n"
+
+
+def test_the_demos_next_steps_work_when_pasted_into_a_new_shell(tmp_path):
+    target = tmp_path / "sample"
+    out = demo(str(target)).stdout
+    steps = out[out.index("Explore the trail:\n"):out.index("Done with it: ")].splitlines()
+    commands = [line.strip() for line in steps if line.startswith("  ")]
+    assert commands[0] == f"cd {target}" and "git config user.email lead@example.com" in commands
+    # A new shell: nothing of this Python on PATH, so the steps must bring promptrail themselves.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
+    done = subprocess.run(["bash", "-e", "-c", "\n".join(commands)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(subprocess.run([sys.executable, "-m", "promptrail", "history", "--json", "--repo",
+                                        str(target)], capture_output=True, text=True, check=True).stdout)
+    assert run["gate"]["status"] == "merged"
+    assert "gate: approved by lead@example.com\n" in done.stdout and "gate: merged\n" in done.stdout
+    # The last step blamed main, where the merged run's lines now carry its lens.
+    lens = f"     ✦ add retries with exponential backoff to fetch() (replay) · $0.127 · 29.0k tok · gate: merged   " \
+           f"[run {run['id']}]"
+    blamed = done.stdout[done.stdout.rindex("gate: merged\n"):].splitlines()[2:]
+    assert [line for line in blamed if "✦" in line] == [
+        lens, " 5 ✦ from weather.retry import retry", lens, " 7 ✦ ", " 8 ✦ @retry(attempts=3, base_delay=0.5)"]
+    assert len(blamed) == 14 and blamed[-1] == '12           return json.load(response)["temp_c"]'

@@ -8,6 +8,7 @@ refuses to edit it, so a worktree inside ``.git/`` would leave the agent unable 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -67,3 +68,6 @@ def remove(repo: Repo, path: Path) -> None:
         if not result.ok and path.exists():
             shutil.rmtree(path, ignore_errors=True)
         repo.run("worktree", "prune")
+        # The repository's folder in the cache goes with its last worktree (git makes it anew).
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
