@@ -7,9 +7,11 @@ committed* file, so a run cannot loosen the policy that judges it), the gate sta
 simulate / approve / reject / merge / rollback. Every operation is an event in the feed.
 
 The SHA under review is the tip of the run's branch: a new commit there makes earlier
-approvals and checks stale. Merging and rolling back never touch the user's uncommitted work:
-new commits are made in temporary worktrees, and a checked-out target is advanced with
-``git merge --ff-only``, which refuses rather than overwrite local changes.
+approvals and checks stale, and the tip's CLAUDE.md violations (against the base commit's rules)
+replace the run's own. ``current_label`` keeps the stored label honest where it is shown. Merging
+and rolling back never touch the user's uncommitted work: new commits are made in temporary
+worktrees, and a checked-out target is advanced with ``git merge --ff-only``, which refuses rather
+than overwrite local changes. A rollback reverts everything its merge brought to the target.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import json
+import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from promptrail.audit.store import utc_now
-from promptrail.config import REPO_CONFIG_NAME, parse_toml
+from promptrail.config import KNOWN_SECTIONS, REPO_CONFIG_NAME, parse_toml
 from promptrail.errors import PromptrailError
 from promptrail.events import EventSink, FanOut, RunStatus
 from promptrail.gitops import commit as gitcommit
@@ -64,19 +69,50 @@ class GatePolicy:
         return not self.approvers or any(fnmatch.fnmatchcase(email.lower(), p.lower()) for p in self.approvers)
 
 
-def parse_policy(text: str, origin: str) -> GatePolicy:
-    """``[gate]`` of a ``.promptrail.toml`` text; any mistake is one error naming the line."""
-    data = parse_toml(text, origin)
-    gate = data.get("gate", {})
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
 
-    def fail(key: str, message: str) -> PromptrailError:
-        line = next((n for n, text_line in enumerate(text.splitlines(), 1)
-                     if text_line.strip().startswith(key)), None)
-        return PromptrailError(f"{origin}{f':{line}' if line else ''}: [gate] {message}; fix the policy "
+
+def _line_of(text: str, key: str | None, table: str = "", nth: int = 0) -> int | None:
+    """The line of a TOML text that sets ``key`` in the ``nth`` ``[table]`` / ``[[table]]`` (``""``:
+    the top level), or opens its sub-table ``[table.key]``; ``key=None``: that table's header. Only
+    inside the table: ``model`` of ``[gate]`` is not ``model`` of ``[agent]`` three lines earlier."""
+    full = f"{table}.{key}" if table else key
+    current, seen = "", 0 if not table else -1
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            current = re.sub(r"\s*\.\s*", ".", header.group(1))
+            if current == table:
+                seen += 1
+                if key is None and seen == nth:
+                    return number
+            elif full and (current == full or current.startswith(full + ".")):
+                return number
+        elif key is not None and current == table and seen == nth and "=" in line:
+            name = line.split("=", 1)[0].strip().strip("\"'")
+            if name == key or name.startswith(key + "."):
+                return number
+    return None
+
+
+def parse_policy(text: str, origin: str) -> GatePolicy:
+    """``[gate]`` of a ``.promptrail.toml`` text; any mistake (an unknown section too: ``[gaet]``
+    must not silently mean "no policy") is one error naming the line."""
+    data = parse_toml(text, origin)
+
+    def fail(key: str | None, message: str, table: str = "gate", nth: int = 0) -> PromptrailError:
+        line = _line_of(text, key, table, nth)
+        section = f"[{table.split('.')[0]}] " if table else ""
+        return PromptrailError(f"{origin}{f':{line}' if line else ''}: {section}{message}; fix the policy "
                                "(every gate operation refuses until it is valid)")
 
+    unknown = sorted(set(data) - KNOWN_SECTIONS)
+    if unknown:
+        raise fail(unknown[0], f"unknown section [{unknown[0]}] (known: {', '.join(sorted(KNOWN_SECTIONS))})",
+                   table="")
+    gate = data.get("gate", {})
     if not isinstance(gate, dict):
-        raise fail("gate", "must be a table")
+        raise fail("gate", "'gate' must be a table ([gate])", table="")
     for key in gate:
         if key not in _GATE_KEYS:
             raise fail(key, f"unknown key '{key}' (known: {', '.join(sorted(_GATE_KEYS))})")
@@ -105,19 +141,17 @@ def parse_policy(text: str, origin: str) -> GatePolicy:
             raise fail("block_on", f"block_on must be a list of {', '.join(SEVERITIES)}")
         policy.block_on = value
     checks = gate.get("check", [])
-    if not isinstance(checks, list):
-        raise fail("[[gate.check]]", "check must be written as [[gate.check]] tables")
-    for check in checks:
-        if not isinstance(check, dict):
-            raise fail("[[gate.check]]", "each [[gate.check]] must be a table")
-        unknown = set(check) - _CHECK_KEYS
+    if not isinstance(checks, list) or not all(isinstance(check, dict) for check in checks):
+        raise fail("check", "check must be written as [[gate.check]] tables")
+    for number, check in enumerate(checks):
+        unknown = sorted(set(check) - _CHECK_KEYS)
         if unknown:
-            raise fail(sorted(unknown)[0], f"unknown key '{sorted(unknown)[0]}' in [[gate.check]]")
+            raise fail(unknown[0], f"unknown key '{unknown[0]}' in [[gate.check]]", "gate.check", number)
         name, command, timeout = check.get("name"), check.get("run"), check.get("timeout_s", 600)
         if not isinstance(name, str) or not name or not isinstance(command, str) or not command:
-            raise fail("[[gate.check]]", "each [[gate.check]] needs a name and a run command")
+            raise fail(None, "each [[gate.check]] needs a name and a run command", "gate.check", number)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise fail("timeout_s", "timeout_s must be a positive number of seconds")
+            raise fail("timeout_s", "timeout_s must be a positive number of seconds", "gate.check", number)
         policy.checks.append(CheckSpec(name, command, float(timeout)))
     return policy
 
@@ -166,6 +200,39 @@ def _branch_tip(repo: Repo, branch: str | None) -> str | None:
     return result.stdout.strip() if result.ok else None
 
 
+_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def _branch_tip_fast(repo: Repo, branch: str | None) -> str | None:
+    """``_branch_tip`` read from the loose or packed ref file, without starting git: labels are
+    shown on the editor's hot path. Anything else (a symbolic ref, reftable, no such ref) asks git."""
+    if not branch:
+        return None
+    ref = f"refs/heads/{branch}"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        loose = repo.common_dir / ref
+        if loose.is_file():
+            value = loose.read_text(encoding="ascii").strip()
+            return value if _SHA.fullmatch(value) else _branch_tip(repo, branch)
+        for line in (repo.common_dir / "packed-refs").read_text(encoding="utf-8").splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref and _SHA.fullmatch(sha):
+                return sha
+    return _branch_tip(repo, branch)
+
+
+def resolve_reviewed_sha(repo: Repo, sha: str) -> str:
+    """The full SHA of the commit a reviewer names (``--sha``): at least 7 hex digits, one commit."""
+    sha = sha.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{7,64}", sha):
+        raise PromptrailError(f"--sha '{sha}' is not a commit SHA; give at least 7 hex digits of the commit "
+                              "you reviewed")
+    result = repo.run("rev-parse", "-q", "--verify", f"{sha}^{{commit}}")
+    if not result.ok:
+        raise PromptrailError(f"--sha {sha} names no single commit in this repository; give more of its digits")
+    return result.stdout.strip()
+
+
 def target_of(run: dict[str, Any], policy: GatePolicy | None = None) -> str:
     target = (policy.target if policy else None) or run.get("target_branch")
     if not target:
@@ -203,8 +270,7 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
     wanted = {spec.name for spec in policy.checks}  # a check the policy dropped no longer counts
     checks = [c for c in store.checks(run["id"]) if c["commit_sha"] == tip and c["name"] in wanted]
     latest = {c["name"]: c for c in checks}  # the newest result per check name
-    blocking = [v for v in store.violations(run["id"]) if v["severity"] in policy.block_on] \
-        if hasattr(store, "violations") else []
+    blocking = [v for v in violations_at(workspace, run, tip) if v["severity"] in policy.block_on]
     blockers: list[str] = []
     if run.get("status") not in MERGEABLE_STATES:
         blockers.append(f"the run ended {run.get('status')}; only a finished run's work can be merged")
@@ -227,9 +293,11 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
         status, label = "rejected", f"rejected by {rejections[-1]['actor_email']}"
     elif any(c["status"] != "passed" for c in latest.values()):
         status, label = "checks_failed", "checks failed"
+    elif policy.required_approvals == 0 and not approvals:
+        status, label = "approved", "no approval needed"
     elif stale and not fresh:
         status, label = "stale", "stale"
-    elif len(approvals) >= policy.required_approvals and policy.required_approvals > 0:
+    elif len(approvals) >= policy.required_approvals:
         status, label = "approved", "approved by " + ", ".join(a["actor_email"] for a in approvals)
     elif approvals:
         status, label = "pending", f"{len(approvals)}/{policy.required_approvals} approvals"
@@ -239,12 +307,79 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
                      policy.required_approvals, stale, blockers)
 
 
+#: (repository, base, tip) → the CLAUDE.md violations of a run's branch at ``tip``; commits never
+#: change, so neither does the answer.
+_violations_at_tip: dict[tuple[str, str | None, str], list[dict[str, Any]]] = {}
+_violations_lock = threading.Lock()
+
+
+def violations_at(workspace: Workspace, run: dict[str, Any], tip: str) -> list[dict[str, Any]]:
+    """The run's violations as of ``tip``. At the run's commit, the stored ones (its check after the
+    commit). A later commit on its branch may fix a violation or add one, so then the branch as a
+    whole (base..tip) is checked against the same base commit's rules, and that replaces the
+    stored rule check; other sources' findings (a model review) stay."""
+    from promptrail.standards.check import SOURCE, check_commit
+
+    stored = workspace.store.violations(run["id"])
+    if tip == run["commit_sha"]:
+        return stored
+    base = run.get("base_sha")
+    key = (str(workspace.repo.common_dir), base, tip)
+    with _violations_lock:
+        found = _violations_at_tip.get(key)
+    if found is None:
+        changes = [c.as_dict() for c in gitcommit._diff(workspace.repo, [base or gitcommit.EMPTY_TREE, tip])]
+        result = check_commit(workspace.repo, base, tip, changes)
+        found = [{**v.as_dict(), "message": redact(v.message)} for v in result.violations]
+        with _violations_lock:
+            if len(_violations_at_tip) >= 256:
+                _violations_at_tip.clear()
+            _violations_at_tip[key] = found
+    return [v for v in stored if v.get("source") != SOURCE] + found
+
+
+#: (repository, run, tip) → the stored label last known to hold at that tip.
+_label_at_tip: dict[tuple[str, str, str], str] = {}
+
+
+def current_label(workspace: Workspace, row: dict[str, Any]) -> str | None:
+    """The gate label to show for ``row`` now (lens titles, ``history``, ``blame``).
+
+    The stored label is what the last gate operation computed, for the run's commit; it only goes
+    out of date when the run's branch moves (a new commit: stale, another violation). So the gate
+    is recomputed, and the new label stored, only when the branch tip is neither the run's commit
+    nor a tip this label was already confirmed for: the usual case reads one ref file."""
+    stored = row.get("gate_status")
+    if not row.get("commit_sha") or stored in ("merged", "rolled back"):
+        return stored
+    tip = _branch_tip_fast(workspace.repo, row.get("branch")) or row["commit_sha"]
+    key = (str(workspace.repo.common_dir), row["id"], tip)
+    if tip == row["commit_sha"] or _label_at_tip.get(key) == stored:
+        return stored
+    try:
+        label = gate_state(workspace, row).label
+    except PromptrailError:  # a malformed policy: every operation names it; a label cannot
+        return "policy error"
+    if label != stored:
+        workspace.store.update_run(row["id"], gate_status=label)
+    _remember_label(key, label)
+    return label
+
+
+def _remember_label(key: tuple[str, str, str], label: str) -> None:
+    if len(_label_at_tip) >= 4096:
+        _label_at_tip.clear()
+    _label_at_tip[key] = label
+
+
 def _refresh(workspace: Workspace, run_id: str, sink: EventSink | None = None) -> GateState:
     run = workspace.store.get_run(run_id)
     assert run is not None
     state = gate_state(workspace, run)
     if state.status not in ("merged", "rolled_back"):
         workspace.store.update_run(run_id, gate_status=state.label)
+        assert state.sha is not None
+        _remember_label((str(workspace.repo.common_dir), run_id, state.sha), state.label)
     if sink:
         sink.emit(RunStatus(run_id, run["status"], commit=run.get("commit_sha"), cost_usd=run.get("cost_usd"),
                             gate={"status": state.label, "canMerge": state.can_merge}))
@@ -304,9 +439,9 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
     refusal = why_not_sign_off(workspace, run, actor)
     if refusal:
         raise PromptrailError(refusal)
+    expected = resolve_reviewed_sha(workspace.repo, reviewed_sha) if reviewed_sha else run["commit_sha"]
     tip = _branch_tip(workspace.repo, run["branch"]) or run["commit_sha"]
-    expected = reviewed_sha or run["commit_sha"]
-    if not tip.startswith(expected):
+    if tip != expected:
         raise PromptrailError(f"the run's branch {run['branch']} moved since it was opened for review "
                               f"(now at {tip[:12]}); review that commit and sign off with --sha {tip[:12]}")
     workspace.store.add_signoff({"run_id": run["id"], "commit_sha": tip, "actor_name": actor.name,
@@ -469,8 +604,22 @@ def _merge_commit(workspace: Workspace, run: dict[str, Any], old: str, tip: str,
         return repo.run("rev-parse", "HEAD", cwd=folder).stdout.strip()
 
 
+def _merged_range(workspace: Workspace, run: dict[str, Any]) -> tuple[str, str]:
+    """``(before, after)``: the target's commits around what ``run`` brought to it. The ``deployed``
+    event records both (a fast-forward may bring several commits of the run's branch, a merge commit
+    all of them); a run that reached the target otherwise (direct mode) brought just its commit."""
+    rows = workspace.store.query("SELECT data FROM events WHERE run_id = ? AND kind = 'deployed' "
+                                 "ORDER BY seq DESC LIMIT 1", [run["id"]])
+    if rows:
+        deployed = json.loads(rows[0]["data"])
+        return deployed["from"], deployed["to"]
+    parent = workspace.repo.run("rev-parse", "-q", "--verify", f"{run['commit_sha']}^1")
+    return (parent.stdout.strip() if parent.ok else gitcommit.EMPTY_TREE), run["commit_sha"]
+
+
 def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> dict[str, Any]:
-    """Revert the run's commit on the target, as a new attributed run (trailer Promptrail-Reverts)."""
+    """Revert everything the run's merge brought to the target, as a new attributed run (trailer
+    Promptrail-Reverts)."""
     from promptrail.queries import run_json
     from promptrail.runs import new_run_id
 
@@ -480,19 +629,25 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
         raise PromptrailError(f"run {run['id']} is already rolled back")
     actor = repo.identity()
     _, target = policy_for(workspace, run)
+    before, after = _merged_range(workspace, run)
     with repo.write_lock():
         old = _branch_tip(repo, target)
-        if old is None or not repo.run("merge-base", "--is-ancestor", run["commit_sha"], old).ok:
+        if old is None or not repo.run("merge-base", "--is-ancestor", after, old).ok:
             raise PromptrailError(f"run {run['id']} is not on {target}; only a merged run can be rolled back")
         rollback_id = new_run_id()
         summary = f"Roll back run {run['id']}: {run.get('summary') or run['prompt']}"
-        message = (f"{summary}\n\nThis reverts commit {run['commit_sha']}.\n\n"
+        single = repo.run("rev-list", "--parents", "-n1", after).stdout.split()[1:] in ([before], [])
+        reverted_what = f"commit {after}" if single else f"{before}..{after}, all that the run brought to {target}"
+        message = (f"{summary}\n\nThis reverts {reverted_what}.\n\n"
                    f"{gitcommit.TRAILER}: {rollback_id}\n{REVERTS_TRAILER}: {run['id']}\n")
         started = utc_now()
         with _scratch_worktree(repo, f"{rollback_id}-revert", old) as folder:
-            reverted = repo.run("revert", "--no-commit", run["commit_sha"], cwd=folder, env=actor.as_env())
+            # One reverse patch of the whole merge, applied three-way like `git revert` (which
+            # cannot undo a fast-forward over several commits, or a merge, in one step). Plumbing
+            # diff-tree: the user's diff settings (colour, prefixes, external tools) stay out of it.
+            patch = repo.run("diff-tree", "-p", "--binary", "--full-index", after, before).stdout
+            reverted = repo.run("apply", "--3way", "--index", "--whitespace=nowarn", cwd=folder, stdin=patch)
             if not reverted.ok:
-                repo.run("revert", "--abort", cwd=folder)
                 raise PromptrailError(f"reverting run {run['id']} conflicts with later changes on {target}; "
                                       "the target is untouched: revert it by hand")
             committed = repo.run("commit", "-q", "-F", "-", cwd=folder, env=actor.as_env(), stdin=message)
@@ -514,7 +669,8 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
                                    "actor": {"name": actor.name, "email": actor.email}})
     store.update_run(run["id"], gate_status="rolled back")
     store.record_event("rolled_back", run_id=run["id"], actor=str(actor),
-                       data={"target": target, "revert_commit": new, "rollback_run": rollback_id})
+                       data={"target": target, "reverted": f"{before}..{after}", "revert_commit": new,
+                             "rollback_run": rollback_id})
     if sink:
         sink.emit(RunStatus(run["id"], run["status"], commit=run["commit_sha"], gate={"status": "rolled back"}))
     return run_json(workspace, rollback_id)

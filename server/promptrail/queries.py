@@ -1,8 +1,9 @@
 """Questions about past runs, answered the same way for every face.
 
 ``run_json`` is THE shape of a run (``show --json``, ``promptrail.showRun``, the demo);
-``lens_title`` is THE one-line label of a run (code lenses, ``blame``). ``Attribution`` answers
-"which run wrote each line of this file", with the caching the editor needs.
+``lens_title`` is THE one-line label of a run (code lenses, ``blame``), its gate label kept current
+by ``with_live_gate``. ``Attribution`` answers "which run wrote each line of this file", with the
+caching the editor needs.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def run_dict(row: dict[str, Any], files: list[dict[str, Any]] | None = None) -> 
 
 
 def history(workspace: Workspace, *, search: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    return [run_dict(row) for row in workspace.store.list_runs(search=search, limit=limit)]
+    return [run_dict(with_live_gate(workspace, row)) for row in workspace.store.list_runs(search=search, limit=limit)]
 
 
 def feed(workspace: Workspace, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -101,7 +102,16 @@ def format_tokens(row: dict[str, Any]) -> str:
     return f"{total / 1000:.1f}k tok" if total >= 1000 else f"{total} tok"
 
 
+def with_live_gate(workspace: Workspace, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its gate label as of now (``gates.current_label``): the stored one goes stale
+    when the run's branch moves. For every label shown (lens titles, ``history``, ``blame``)."""
+    from promptrail.gates import current_label
+
+    return {**row, "gate_status": current_label(workspace, row)}
+
+
 def lens_title(row: dict[str, Any]) -> str:
+    """The one-line label of a run; pass ``with_live_gate(row)`` for a gate label as of now."""
     gate = row.get("gate_status")
     tail = f"gate: {gate}" if gate else row.get("status", "")
     replay = " (replay)" if row.get("agent") == "replay" else ""
@@ -216,7 +226,8 @@ def blame(workspace: Workspace, path: str, rev: str | None = None) -> list[dict[
         text = shown.stdout
     shas = blame_lines(repo, relpath, rev=rev)
     run_of = workspace.resolver.resolve(set(shas))
-    runs = workspace.store.runs_by_ids({r for r in run_of.values() if r})
+    runs = {run_id: with_live_gate(workspace, row)
+            for run_id, row in workspace.store.runs_by_ids({r for r in run_of.values() if r}).items()}
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -1,5 +1,6 @@
-"""The gate from the editor: Approve · Reject · Simulate lenses for a reviewer who may act,
-the gate commands, runStatus carrying the gate, and rollback — over stdio against the real server."""
+"""The gate from the editor: Approve · Reject · Simulate lenses at the top of a run's file for a
+reviewer who may act, the gate commands, runStatus and lens titles carrying the gate (stale after a
+new commit), and rollback — over stdio against the real server."""
 
 from __future__ import annotations
 
@@ -11,33 +12,42 @@ from pytest_lsp import LanguageClient
 from tests.conftest import git
 from tests.e2e.conftest import LspFolders, execute
 from tests.e2e.test_lsp_server import code_lenses, open_document, recorder, run_prompt
+from tests.support.transcripts import Edit, write_transcript
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_review_lenses_and_gate_commands(lsp: LanguageClient, lsp_folders: LspFolders):
+GREET_BEFORE = '"""Greetings."""\n\nNAME = "world"\n'
+GREET_AFTER = GREET_BEFORE + '\n\ndef greet():\n    return f"hello {NAME}"\n'
+
+
+async def test_review_lenses_and_gate_commands(lsp: LanguageClient, lsp_folders: LspFolders, tmp_path):
     repo = lsp_folders.repo
     (repo / ".promptrail.toml").write_text('[gate]\n[[gate.check]]\nname = "exists"\nrun = "test -f greet.py"\n')
-    git(repo, "add", ".promptrail.toml")
+    (repo / "greet.py").write_text(GREET_BEFORE)  # its first lines are not the run's
+    git(repo, "add", ".promptrail.toml", "greet.py")
     git(repo, "commit", "-qm", "policy")
-    run_id = await run_prompt(lsp, lsp_folders)
+    tree_before = git(repo, "rev-parse", "main^{tree}").strip()
+    transcript = write_transcript(tmp_path / "greet.jsonl", [Edit("greet.py", GREET_BEFORE, GREET_AFTER)])
+    run_id = await run_prompt(lsp, lsp_folders, transcript=str(transcript))
     final = await recorder(lsp).wait_final(run_id)
     assert final["status"] == "succeeded"
     git(repo, "checkout", "-q", f"promptrail/{run_id}")  # the reviewer looks at the run's branch
     uri = await open_document(lsp, repo / "greet.py")
 
     # The prompter may not review their own run: only the run's lens, no actions.
-    titles = [lens.command.title if lens.command else "(lazy)" for lens in await code_lenses(lsp, uri)]
-    assert titles == ["(lazy)"]
+    lenses = await code_lenses(lsp, uri)
+    assert [(lens.range.start.line, lens.command) for lens in lenses] == [(3, None)]
     with pytest.raises(JsonRpcException, match="the four-eyes rule needs someone else"):
         await execute(lsp, "promptrail.gate.approve", {"runId": run_id})
 
     git(repo, "config", "user.email", "lead@example.com")
     lenses = await code_lenses(lsp, uri)
-    actions = [(lens.command.title, lens.command.command) for lens in lenses if lens.command]
-    assert actions == [("✓ Approve", "promptrail.gate.approve"), ("✗ Reject", "promptrail.gate.reject"),
-                       ("▶ Simulate", "promptrail.gate.simulate")]
-    assert all(lens.range.start.line == 0 for lens in lenses)
+    # The run's lens on its lines; the actions at the top of the file.
+    shown = [(lens.range.start.line, lens.command.title if lens.command else "(lazy)") for lens in lenses]
+    assert shown == [(3, "(lazy)"), (0, "✓ Approve"), (0, "✗ Reject"), (0, "▶ Simulate")]
+    assert [lens.command.command for lens in lenses[1:]] == [
+        "promptrail.gate.approve", "promptrail.gate.reject", "promptrail.gate.simulate"]
 
     simulated = await execute(lsp, "promptrail.gate.simulate", {"runId": run_id})
     assert simulated["status"] == "pending" and simulated["canMerge"] is False
@@ -47,17 +57,31 @@ async def test_review_lenses_and_gate_commands(lsp: LanguageClient, lsp_folders:
     assert approved["status"] == "approved by lead@example.com" and approved["canMerge"] is True
     statuses = [s.get("gate", {}).get("status") for s in recorder(lsp).statuses(run_id)]
     assert statuses[-1] == "approved by lead@example.com"
+    resolved = await lsp.code_lens_resolve_async((await code_lenses(lsp, uri))[0])
+    assert resolved.command.title.endswith("· gate: approved by lead@example.com")
+
+    # A commit on the run's branch after the approval: the lens says so.
+    (repo / "NOTES.md").write_text("greet() greets\n")
+    git(repo, "add", "NOTES.md")
+    git(repo, "commit", "-qm", "notes")
+    resolved = await lsp.code_lens_resolve_async((await code_lenses(lsp, uri))[0])
+    assert resolved.command.title.endswith("· gate: stale")
+    tip = git(repo, "rev-parse", "HEAD").strip()
+    await execute(lsp, "promptrail.gate.simulate", {"runId": run_id})
+    approved = await execute(lsp, "promptrail.gate.approve", {"runId": run_id, "sha": tip[:12]})
+    assert approved["canMerge"] is True
 
     git(repo, "checkout", "-q", "main")
     merged = await execute(lsp, "promptrail.gate.merge", {"runId": run_id})
     assert merged["status"] == "merged"
-    assert git(repo, "rev-parse", "main").strip() == git(repo, "rev-parse", f"promptrail/{run_id}").strip()
+    assert git(repo, "rev-parse", "main").strip() == tip
     resolved = await lsp.code_lens_resolve_async((await code_lenses(lsp, uri))[0])
     assert resolved.command.title.endswith("· gate: merged")
 
     rolled = await execute(lsp, "promptrail.rollback", {"runId": run_id})
     assert rolled["reverts_run_id"] == run_id and rolled["status"] == "succeeded"
-    assert not (repo / "greet.py").exists()
+    assert git(repo, "rev-parse", "main^{tree}").strip() == tree_before  # both commits of the run reverted
+    assert (repo / "greet.py").read_text() == GREET_BEFORE and not (repo / "NOTES.md").exists()
     shown = await execute(lsp, "promptrail.showRun", {"runId": run_id})
     assert shown["gate"]["status"] == "rolled back"
     assert isinstance(lenses[0], types.CodeLens)

@@ -10,11 +10,13 @@ import sys
 
 import pytest
 
-from promptrail import costs
+from promptrail import costs, gates
 from promptrail.agents.base import Usage
 from promptrail.errors import PromptrailError
 from promptrail.runs import RunRequest, start_run
 from promptrail.workspace import Workspace
+from tests.conftest import git
+from tests.integration.test_gates import as_user
 from tests.integration.test_runs import run_prompt
 from tests.support.transcripts import Write, transcript_lines
 
@@ -123,3 +125,14 @@ def test_a_run_stopped_by_its_budget_commits_what_it_changed(repo, tmp_path):
     assert data["status"] == "budget_exceeded"
     assert data["commit_sha"] is not None and [f["path"] for f in data["files"]] == ["partial.py"]
     assert data["gate"]["status"] == "pending" and data["gate"]["can_merge"] is False
+    # Its partial work may be merged once someone else approves it; a failed run's may not.
+    failed = run_prompt(repo, [Write("broken.py", "1\n")], is_error=True)
+    as_user(repo, "lead@example.com")
+    for run in (data, failed):
+        assert gates.sign_off(ws, run["id"], "approve").label == "approved by lead@example.com"
+    merged = gates.merge(ws, data["id"])
+    assert (merged.status, git(repo, "rev-parse", "main").strip()) == ("merged", data["commit_sha"])
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.merge(ws, failed["id"])
+    assert str(excinfo.value) == (f"run {failed['id']} cannot be merged: the run ended failed; only a finished "
+                                  "run's work can be merged")

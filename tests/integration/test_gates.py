@@ -1,6 +1,7 @@
-"""Quality gates against real repositories: the four-eyes rule, approver globs, stale approvals,
-merge refusals, policy read from the target branch, checks with timeouts, merges into a moving
-target, and rollback."""
+"""Quality gates against real repositories: the four-eyes rule, approver globs, stale approvals
+and live labels, rejection, merge refusals, violations at the branch tip, policy read from the
+target branch (and its mistakes), checks with timeouts, merges into a moving or another target,
+and rollback of everything a merge brought."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from promptrail import gates
+from promptrail import gates, queries
 from promptrail.errors import PromptrailError
 from promptrail.workspace import Workspace
 from tests.conftest import git
@@ -35,6 +36,37 @@ def tree_of(repo: Path, rev: str) -> str:
     return git(repo, "rev-parse", f"{rev}^{{tree}}").strip()
 
 
+def commit_on_branch(repo: Path, branch: str, files: dict[str, str], message: str = "tweak") -> str:
+    """Someone adds a commit to ``branch`` (a run's branch, after review started); its SHA."""
+    folder = repo.parent / f"worktree-{branch.replace('/', '-')}"
+    if not folder.exists():
+        git(repo, "worktree", "add", "-q", str(folder), branch)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    git(folder, "add", "-A")
+    git(folder, "commit", "-qm", message)
+    return git(folder, "rev-parse", "HEAD").strip()
+
+
+def gate_operations(ws: Workspace, run_id: str) -> dict:
+    """Every gate operation on ``run_id``, for tests that all of them refuse alike."""
+    return {"approve": lambda: gates.sign_off(ws, run_id, "approve"),
+            "reject": lambda: gates.sign_off(ws, run_id, "reject"),
+            "simulate": lambda: asyncio.run(gates.simulate(ws, run_id)),
+            "merge": lambda: gates.merge(ws, run_id),
+            "rollback": lambda: gates.rollback(ws, run_id)}
+
+
+NO_PRINT_RULE = ("# rules\n\n```promptrail\n[[rule]]\nid = \"no-print\"\npaths = [\"*.py\"]\n"
+                 "forbid = '\\bprint\\('\nmessage = \"no print\"\nseverity = \"error\"\n```\n")
+
+
+def commit_rules(repo: Path) -> None:
+    (repo / "CLAUDE.md").write_text(NO_PRINT_RULE)
+    git(repo, "add", "CLAUDE.md")
+    git(repo, "commit", "-qm", "rules")
+
+
 @pytest.fixture
 def ran(repo):
     data = run_prompt(repo, [Write("feature.py", "def feature():\n    return 1\n")], prompt="add feature")
@@ -52,6 +84,61 @@ def test_four_eyes_rule(repo, ran):
     state = gates.sign_off(ws, ran["id"], "approve", comment="looks right")
     assert (state.status, state.label, state.can_merge) == ("approved", "approved by lead@example.com", True)
     assert ws.store.get_run(ran["id"])["gate_status"] == "approved by lead@example.com"
+
+
+def test_reject_blocks_the_merge_until_the_same_person_approves(repo, ran):
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com", "Lead")
+    state = gates.sign_off(ws, ran["id"], "reject", comment="needs a test")
+    assert (state.status, state.label) == ("rejected", "rejected by lead@example.com")
+    assert ws.store.get_run(ran["id"])["gate_status"] == "rejected by lead@example.com"
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.merge(ws, ran["id"])
+    assert str(excinfo.value) == (f"run {ran['id']} cannot be merged: 0/1 approvals on {ran['commit_sha'][:12]}; "
+                                  "rejected by lead@example.com")
+    (signoff,) = ws.store.signoffs(ran["id"])
+    assert (signoff["decision"], signoff["comment"], signoff["commit_sha"], signoff["actor_email"]) == \
+        ("reject", "needs a test", ran["commit_sha"], "lead@example.com")
+    event = ws.store.feed(run_id=ran["id"])[0]
+    assert (event["kind"], event["actor"], event["data"]["sha"], event["data"]["comment"]) == \
+        ("gate.rejected", "Lead <lead@example.com>", ran["commit_sha"], "needs a test")
+    # Their later approval of the same commit replaces their rejection.
+    state = gates.sign_off(ws, ran["id"], "approve", comment="test added elsewhere")
+    assert (state.status, state.label, state.rejections, state.can_merge) == \
+        ("approved", "approved by lead@example.com", [], True)
+    assert gates.merge(ws, ran["id"]).status == "merged"
+
+
+def test_reviewed_sha_must_name_one_commit(repo, ran):
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    for bad, message in [
+            ("a", "--sha 'a' is not a commit SHA; give at least 7 hex digits of the commit you reviewed"),
+            ("main", "--sha 'main' is not a commit SHA; give at least 7 hex digits of the commit you reviewed"),
+            ("0123456789ab", "--sha 0123456789ab names no single commit in this repository; give more of its digits")]:
+        with pytest.raises(PromptrailError) as excinfo:
+            gates.sign_off(ws, ran["id"], "approve", reviewed_sha=bad)
+        assert str(excinfo.value) == message
+    # A prefix of another commit (the run's base) is not the commit under review.
+    with pytest.raises(PromptrailError, match=rf"^the run's branch {ran['branch']} moved since it was opened"):
+        gates.sign_off(ws, ran["id"], "approve", reviewed_sha=ran["base_sha"][:7])
+    assert ws.store.signoffs(ran["id"]) == []
+    refused = subprocess.run([sys.executable, "-m", "promptrail", "gate", "approve", ran["id"], "--sha", "a",
+                              "--repo", str(repo)], capture_output=True, text=True)
+    assert (refused.returncode, refused.stderr) == (
+        2, "promptrail: error: --sha 'a' is not a commit SHA; give at least 7 hex digits of the commit you "
+           "reviewed\n")
+    state = gates.sign_off(ws, ran["id"], "approve", reviewed_sha=ran["commit_sha"][:7].upper())
+    assert state.label == "approved by lead@example.com"
+
+
+def test_no_required_approval_says_so(repo):
+    commit_policy(repo, "[gate]\nrequired_approvals = 0\n")
+    data = run_prompt(repo, [Write("x.py", "1\n")])
+    ws = Workspace(repo)
+    state = gates.gate_state(ws, ws.store.get_run(data["id"]))
+    assert (state.status, state.label, state.can_merge) == ("approved", "no approval needed", True)
+    assert gates.merge(ws, data["id"]).label == "merged"
 
 
 def test_self_approval_when_allowed(repo):
@@ -82,11 +169,7 @@ def test_new_commit_on_the_run_branch_makes_approval_stale(repo, ran):
     ws = Workspace(repo)
     as_user(repo, "lead@example.com")
     gates.sign_off(ws, ran["id"], "approve")
-    # Someone adds a commit to the run's branch after the approval.
-    folder = repo.parent / "extra"
-    git(repo, "worktree", "add", "-q", str(folder), ran["branch"])
-    (folder / "feature.py").write_text("def feature():\n    return 2\n")
-    git(folder, "commit", "-qam", "tweak")
+    commit_on_branch(repo, ran["branch"], {"feature.py": "def feature():\n    return 2\n"})
     state = gates.gate_state(ws, ws.store.get_run(ran["id"]))
     assert (state.status, state.label, state.stale_signoffs) == ("stale", "stale", 1)
     with pytest.raises(PromptrailError, match=r"cannot be merged: 0/1 approvals on"):
@@ -95,6 +178,30 @@ def test_new_commit_on_the_run_branch_makes_approval_stale(repo, ran):
         gates.sign_off(ws, ran["id"], "approve")
     tip = git(repo, "rev-parse", ran["branch"]).strip()
     assert gates.sign_off(ws, ran["id"], "approve", reviewed_sha=tip[:12]).status == "approved"
+
+
+def test_lens_title_history_and_blame_show_stale_after_a_new_commit(repo, ran, monkeypatch):
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    gates.sign_off(ws, ran["id"], "approve")
+
+    def labels() -> tuple[str, str, str]:
+        row = ws.store.get_run(ran["id"])
+        line = queries.blame(ws, "feature.py", rev=ran["branch"])[0]  # `def feature():`, the run's line
+        (listed,) = queries.history(ws)
+        return queries.lens_title(queries.with_live_gate(ws, row)), line["label"], listed["gate"]["status"]
+
+    title, blamed, listed = labels()
+    assert title.endswith("· gate: approved by lead@example.com") and blamed == title
+    assert listed == "approved by lead@example.com"
+    tip = commit_on_branch(repo, ran["branch"], {"feature.py": "def feature():\n    return 2\n"})
+    title, blamed, listed = labels()
+    assert title.endswith("· gate: stale") and blamed == title and listed == "stale"
+    assert ws.store.get_run(ran["id"])["gate_status"] == "stale"  # stored: the next reader need not recompute
+    git(repo, "pack-refs", "--all")  # as `git gc` does: the tip is still read without starting git
+    assert not (repo / ".git" / "refs" / "heads" / ran["branch"]).exists()
+    monkeypatch.setenv("PATH", "")  # no git to start
+    assert gates._branch_tip_fast(ws.repo, ran["branch"]) == tip
 
 
 def test_merge_refused_without_approval_and_on_red_checks(repo):
@@ -144,8 +251,10 @@ def test_green_checks_and_approval_merge_fast_forward(repo):
     assert state.status == "merged" and state.label == "merged"
     assert git(repo, "rev-parse", "main").strip() == data["commit_sha"]
     assert (repo / "feature.py").read_text() == "1\n"  # the checked-out target advanced
-    kinds = [e["kind"] for e in ws.store.feed(run_id=data["id"])]
-    assert kinds[:3] == ["deployed", "gate.approved", "gate.simulated"]
+    steps = [(e["kind"], e["actor"], e["data"]["sha"]) for e in ws.store.feed(run_id=data["id"])[:3]]
+    assert steps == [("deployed", "Someone <lead@example.com>", data["commit_sha"]),
+                     ("gate.approved", "Someone <lead@example.com>", data["commit_sha"]),
+                     ("gate.simulated", "Dev One <dev@example.com>", data["commit_sha"])]
 
 
 def test_policy_edit_inside_the_run_does_not_change_its_gate(repo):
@@ -164,14 +273,49 @@ def test_malformed_policy_refuses_every_gate_operation(repo):
                "approvers, block_on, check, required_approvals, target); fix the policy (every gate operation "
                "refuses until it is valid)")
     as_user(repo, "lead@example.com")
-    for operation in (lambda: gates.sign_off(ws, data["id"], "approve"), lambda: gates.merge(ws, data["id"]),
-                      lambda: asyncio.run(gates.simulate(ws, data["id"]))):
+    for name, operation in gate_operations(ws, data["id"]).items():
         with pytest.raises(PromptrailError) as excinfo:
             operation()
-        assert str(excinfo.value) == message
+        assert (name, str(excinfo.value)) == (name, message)
     commit_policy(repo, "[gate\n")
     with pytest.raises(PromptrailError, match=r"^main:.promptrail.toml:1: invalid TOML: "):
         gates.merge(ws, data["id"])
+
+
+@pytest.mark.parametrize("section", ["gaet", "Gate"])
+def test_a_misspelt_gate_section_refuses_every_gate_operation(repo, ran, section):
+    # Never "no [gate], so the defaults": the policy the team wrote would silently not apply.
+    commit_policy(repo, f'[agent]\nmodel = "claude-x"\n\n[{section}]\nrequired_approvals = 2\n')
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    message = (f"main:.promptrail.toml:4: unknown section [{section}] (known: agent, anthropic, budget, gate, "
+               "prices); fix the policy (every gate operation refuses until it is valid)")
+    for name, operation in gate_operations(ws, ran["id"]).items():
+        with pytest.raises(PromptrailError) as excinfo:
+            operation()
+        assert (name, str(excinfo.value)) == (name, message)
+    assert ws.store.signoffs(ran["id"]) == [] and ws.store.checks(ran["id"]) == []
+
+
+@pytest.mark.parametrize(("text", "message", "line"), [
+    # The same key in another section earlier in the file is not the line at fault.
+    ('[agent]\nmodel = "claude-x"\n\n[gate]\nmodel = "y"\n',
+     "[gate] unknown key 'model' (known: allow_self_approval, approvers, block_on, check, required_approvals, "
+     "target)", 5),
+    ('[gate]\n[[gate.check]]\nname = "a"\nrun = "true"\ntimeout_s = 5\n[[gate.check]]\nname = "b"\n',
+     "[gate] each [[gate.check]] needs a name and a run command", 6),
+    ('[gate]\n[[gate.check]]\nname = "a"\nrun = "true"\ntimeout_s = 5\n[[gate.check]]\nname = "b"\nrun = "x"\n'
+     'timeout_s = 0\n', "[gate] timeout_s must be a positive number of seconds", 9),
+    ('[gate]\n[[gate.check]]\nname = "a"\nrun = "true"\n[[gate.check]]\nname = "b"\nrun = "x"\ncmd = "y"\n',
+     "[gate] unknown key 'cmd' in [[gate.check]]", 8),
+    ('gate = 1\n', "'gate' must be a table ([gate])", 1),
+    ('[gate]\ncheck = [1]\n', "[gate] check must be written as [[gate.check]] tables", 2),
+])
+def test_policy_mistakes_name_their_own_line(text, message, line):
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.parse_policy(text, "main:.promptrail.toml")
+    assert str(excinfo.value) == (f"main:.promptrail.toml:{line}: {message}; fix the policy (every gate operation "
+                                  "refuses until it is valid)")
 
 
 def test_two_runs_merged_into_a_moving_target(repo):
@@ -233,10 +377,40 @@ def test_rollback_restores_the_target_tree(repo, ran):
     assert not (repo / "feature.py").exists()
     message = git(repo, "log", "-1", "--format=%B", "main")
     assert f"Promptrail-Reverts: {ran['id']}" in message and f"Promptrail-Run: {rolled['id']}" in message
+    assert f"\n\nThis reverts commit {ran['commit_sha']}.\n\n" in message
     assert rolled["actor"] == {"name": "Lead", "email": "lead@example.com"}
     assert rolled["reverts_run_id"] == ran["id"] and rolled["agent"] == "rollback"
     assert ws.store.get_run(ran["id"])["gate_status"] == "rolled back"
     assert ws.store.verify().ok
+
+
+@pytest.mark.parametrize("target_moved", [False, True], ids=["fast-forward", "merge-commit"])
+def test_rollback_reverts_every_commit_the_merge_brought(repo, target_moved):
+    data = run_prompt(repo, [Write("feature.py", "def feature():\n    return 1\n"),
+                             Edit("app.py", "return 1", "return 'run'")], prompt="add feature")
+    tip = commit_on_branch(repo, data["branch"], {"feature.py": "def feature():\n    return 2\n",
+                                                  "extra.txt": "more\n"}, "second commit of the run")
+    if target_moved:
+        (repo / "README.md").write_text("# project, moved on\n")
+        git(repo, "commit", "-qam", "meanwhile on main")
+    ws = Workspace(repo)
+    tree_before, main_before = tree_of(repo, "main"), git(repo, "rev-parse", "main").strip()
+    as_user(repo, "lead@example.com", "Lead")
+    gates.sign_off(ws, data["id"], "approve", reviewed_sha=tip)
+    gates.merge(ws, data["id"])
+    merged = git(repo, "rev-parse", "main").strip()
+    assert (merged == tip) is not target_moved
+    # The user's diff settings must not leak into the patch that reverts.
+    git(repo, "config", "diff.noprefix", "true")
+    git(repo, "config", "color.ui", "always")
+    rolled = gates.rollback(ws, data["id"])
+    assert tree_of(repo, "main") == tree_before
+    assert git(repo, "status", "--porcelain") == ""  # the checked-out target followed
+    assert git(repo, "log", "-1", "--format=%B", "main").splitlines()[2] == \
+        f"This reverts {main_before}..{merged}, all that the run brought to main."
+    assert sorted(f["path"] for f in rolled["files"]) == ["app.py", "extra.txt", "feature.py"]
+    event = ws.store.feed(run_id=data["id"])[0]
+    assert (event["kind"], event["data"]["reverted"]) == ("rolled_back", f"{main_before}..{merged}")
 
 
 def test_rollback_of_an_unmerged_run_is_refused(repo, ran):
@@ -261,10 +435,7 @@ def test_gate_cli(repo, ran):
 
 
 def test_merge_refused_on_a_blocking_violation(repo):
-    (repo / "CLAUDE.md").write_text("# rules\n\n```promptrail\n[[rule]]\nid = \"no-print\"\npaths = [\"*.py\"]\n"
-                                    "forbid = '\\bprint\\('\nmessage = \"no print\"\nseverity = \"error\"\n```\n")
-    git(repo, "add", "CLAUDE.md")
-    git(repo, "commit", "-qm", "rules")
+    commit_rules(repo)
     data = run_prompt(repo, [Write("noisy.py", "print('hi')\n")])
     ws = Workspace(repo)
     as_user(repo, "lead@example.com")
@@ -276,6 +447,54 @@ def test_merge_refused_on_a_blocking_violation(repo):
     commit_policy(repo, '[gate]\nblock_on = []\n')
     gates.sign_off(ws, data["id"], "approve")
     assert gates.merge(ws, data["id"]).status == "merged"
+
+
+def test_a_fix_commit_on_the_run_branch_clears_its_blocking_violation(repo):
+    commit_rules(repo)
+    data = run_prompt(repo, [Write("noisy.py", "print('hi')\n")])
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    fixed = commit_on_branch(repo, data["branch"], {"noisy.py": "import logging\nlogging.info('hi')\n"}, "fix")
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.merge(ws, data["id"])
+    assert str(excinfo.value) == f"run {data['id']} cannot be merged: 0/1 approvals on {fixed[:12]}"
+    gates.sign_off(ws, data["id"], "approve", reviewed_sha=fixed)
+    assert gates.merge(ws, data["id"]).status == "merged"
+    assert git(repo, "rev-parse", "main").strip() == fixed
+    assert len(ws.store.violations(data["id"])) == 1  # the run's own check stays on record
+
+
+def test_a_new_commit_with_a_forbidden_line_blocks_the_merge(repo):
+    commit_rules(repo)
+    data = run_prompt(repo, [Write("quiet.py", "VALUE = 1\n")])
+    ws = Workspace(repo)
+    assert ws.store.violations(data["id"]) == []
+    as_user(repo, "lead@example.com")
+    noisy = commit_on_branch(repo, data["branch"], {"quiet.py": "VALUE = 1\nprint(VALUE)\n"}, "debug")
+    state = gates.sign_off(ws, data["id"], "approve", reviewed_sha=noisy)
+    assert [(v["rule_id"], v["path"], v["line"], v["severity"]) for v in state.blocking] == \
+        [("no-print", "quiet.py", 2, "error")]
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.merge(ws, data["id"])
+    assert str(excinfo.value) == f"run {data['id']} cannot be merged: 1 blocking CLAUDE.md violation(s) (error)"
+
+
+def test_gate_into_another_target_branch(repo):
+    commit_policy(repo, '[gate]\ntarget = "release"\n')
+    git(repo, "branch", "release")
+    data = run_prompt(repo, [Write("feature.py", "1\n")])
+    assert data["target_branch"] == "main"  # started on main ...
+    ws = Workspace(repo)
+    main_before, release_tree = git(repo, "rev-parse", "main").strip(), tree_of(repo, "release")
+    as_user(repo, "lead@example.com")
+    state = gates.sign_off(ws, data["id"], "approve")
+    assert (state.target, state.label) == ("release", "approved by lead@example.com")
+    gates.merge(ws, data["id"])  # ... gated into release
+    assert git(repo, "rev-parse", "release").strip() == data["commit_sha"]
+    assert git(repo, "rev-parse", "main").strip() == main_before
+    assert ws.store.feed(run_id=data["id"])[0]["data"]["target"] == "release"
+    gates.rollback(ws, data["id"])
+    assert tree_of(repo, "release") == release_tree and git(repo, "rev-parse", "main").strip() == main_before
 
 
 def test_rollback_that_conflicts_is_refused_cleanly(repo):

@@ -1,5 +1,7 @@
 """Code lenses over the lines AI runs wrote: one lens at the top of each contiguous group of lines
-from one run, titled lazily (``codeLens/resolve``) with ``queries.lens_title``.
+from one run, titled lazily (``codeLens/resolve``) with ``queries.lens_title`` and the gate as of
+now; and at the top of the file, Approve · Reject · Simulate for each of its runs the viewer may
+sign off.
 
 The attribution itself (blame → runs, grouping, caching, skipping files no run touched, the size
 limit) is the core's ``queries.Attribution``; this module only maps it to LSP. The document's
@@ -68,12 +70,13 @@ def _lenses(repository: Repository, path: Path, uri: str, text: str | None,
         where = types.Range(start=types.Position(line=group.start, character=0),
                             end=types.Position(line=group.end, character=codec.client_num_units(last)))
         lenses.append(types.CodeLens(range=where, data={"runId": group.run_id, "uri": uri}))
-        if group.run_id in reviewable:
-            # Offered once, beside the run's first group in this file.
-            reviewable.discard(group.run_id)
-            arguments = [{"runId": group.run_id, "uri": uri}]
-            lenses += [types.CodeLens(range=where, command=types.Command(title=title, command=command,
-                                                                         arguments=arguments))
+    # At the top of the file, once per run, after a run lens that may share line 0.
+    top = types.Range(start=types.Position(line=0, character=0), end=types.Position(line=0, character=0))
+    for run_id in dict.fromkeys(group.run_id for group in attribution.groups):
+        if run_id in reviewable:
+            arguments = [{"runId": run_id, "uri": uri}]
+            lenses += [types.CodeLens(range=top, command=types.Command(title=title, command=command,
+                                                                       arguments=arguments))
                        for title, command in REVIEW_ACTIONS]
     return lenses
 
@@ -109,16 +112,19 @@ async def resolve_code_lens(ls: PromptrailServer, lens: types.CodeLens) -> types
     if lens.command is not None or not data.get("runId") or not data.get("uri"):
         return lens
     repository = await ls.folders.for_document(data["uri"])
-    row = await asyncio.to_thread(repository.workspace.store.get_run, data["runId"]) if repository else None
-    if row is None:
+    title = await asyncio.to_thread(_title, repository.workspace, data["runId"]) if repository else None
+    if title is None:
         title = f"✦ run {data['runId']} (not in this repository's audit store)"
-    else:
-        from promptrail.queries import lens_title
-
-        title = lens_title(row)
     lens.command = types.Command(title=title, command=SHOW_RUN,
                                  arguments=[{"runId": data["runId"], "uri": data["uri"]}])
     return lens
+
+
+def _title(workspace: Workspace, run_id: str) -> str | None:
+    from promptrail.queries import lens_title, with_live_gate
+
+    row = workspace.store.get_run(run_id)
+    return lens_title(with_live_gate(workspace, row)) if row else None
 
 
 def _summary_lens(workspace: Workspace, relpath: str, uri: str) -> types.CodeLens | None:
