@@ -60,7 +60,7 @@ class TerminalSink:
     escape sequences show as text instead of driving the terminal."""
 
     MARK = {"text": "│ ", "tool_use": "⚙ ", "tool_result": "  ↳ ", "system": "· ", "status": "· ",
-            "error": "✗ ", "git": "⎇ ", "raw": "  ", "stderr": "! ", "check": "⚑ "}
+            "error": "✗ ", "warning": "⚠ ", "git": "⎇ ", "raw": "  ", "stderr": "! ", "check": "⚑ "}
 
     def __init__(self, quiet: bool = False, max_result_lines: int = 4) -> None:
         self.quiet, self.max_result_lines = quiet, max_result_lines
@@ -83,7 +83,7 @@ class TerminalSink:
             mark = self.MARK.get(event.kind, "  ")
             indent = " " * len(mark)
             click.echo("\n".join((mark if n == 0 else indent) + line for n, line in enumerate(lines)),
-                       err=event.kind in ("error", "stderr"))
+                       err=event.kind in ("error", "warning", "stderr"))
         elif isinstance(event, RunStatus) and event.final:
             pass
 
@@ -352,12 +352,13 @@ def prune(force: bool, dry_run: bool, repo: str | None, as_json: bool) -> None:
 def costs(by: str, since: str | None, repo: str | None, as_json: bool) -> None:
     """AI spend and tokens, grouped by user, model, day or agent."""
     from promptrail import costs as costs_module
-    from promptrail import views
 
     report = costs_module.spend_report(_workspace(repo).store, by=by, since=since)
     if as_json:
         _print_json(report)
     else:
+        from promptrail import views  # rich: only for the table, --json is read by scripts
+
         views.costs_table(report)
 
 

@@ -3,8 +3,9 @@
 The price table ships as package data (``data/prices.toml``, versioned, with the date its
 figures were taken) and can be overridden or extended by ``[prices]`` in ``.promptrail.toml``.
 An unknown model has an unknown cost (None), never 0. A run keeps the cost its agent reported
-and the cost computed here; when both exist and differ by more than 5 % the run is flagged
-``cost_mismatch``. Budgets (``[budget]``) are checked before a run starts.
+and the cost computed here (each model at its own prices when the agent reports tokens per model);
+when both exist and differ by more than 5 % the run is flagged ``cost_mismatch``. Budgets
+(``[budget]``) are checked before a run starts.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from promptrail.agents.base import Usage
+from promptrail.config import ConfigValueError
 from promptrail.errors import PromptrailError
-from promptrail.queries import format_cost
+
+if TYPE_CHECKING:
+    from promptrail.agents.base import Usage
 
 MISMATCH_TOLERANCE = 0.05
 _PRICE_KEYS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
@@ -52,38 +53,55 @@ class PriceTable:
         return next((p for p in self.prices if fnmatch.fnmatchcase(bare, p.pattern)), None)
 
 
-def _prices(entries: Any, origin: str) -> list[Price]:
+def _prices(entries: Any) -> list[Price]:
+    """``[[model]]`` tables as prices. Every price is required: an entry that left out its cache
+    prices would otherwise price those tokens at $0."""
     if not isinstance(entries, list):
-        raise PromptrailError(f"{origin}: prices must be written as [[prices.model]] tables")
+        raise ConfigValueError("[prices] model must be [[prices.model]] tables, one per model pattern", "model")
     prices = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("pattern"), str):
-            raise PromptrailError(f"{origin}: each price entry needs a pattern")
-        unknown = set(entry) - {"pattern", *_PRICE_KEYS}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("pattern"), str) or not entry["pattern"]:
+            raise ConfigValueError('each [[prices.model]] table needs a pattern, a glob of model ids such as '
+                                   '"claude-sonnet-4*"', "model", index, "pattern")
+        pattern = entry["pattern"]
+        unknown = sorted(set(entry) - {"pattern", *_PRICE_KEYS})
         if unknown:
-            raise PromptrailError(f"{origin}: unknown price key '{sorted(unknown)[0]}' for {entry['pattern']}")
+            raise ConfigValueError(f"unknown key '{unknown[0]}' in [[prices.model]] '{pattern}'; known keys: "
+                                   f"pattern, {', '.join(_PRICE_KEYS)}", "model", index, unknown[0])
         values = {}
         for key in _PRICE_KEYS:
-            value = entry.get(key, 0.0 if key != "input" and key != "output" else None)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise PromptrailError(f"{origin}: {entry['pattern']}: {key} must be a price per million tokens")
+            if key not in entry:
+                raise ConfigValueError(f"[[prices.model]] '{pattern}' has no {key} price; give all five "
+                                       f"({', '.join(_PRICE_KEYS)}) in dollars per million tokens", "model", index)
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ConfigValueError(f"[[prices.model]] '{pattern}' {key} must be dollars per million tokens "
+                                       f"(a number, 0 or more), not {value!r}", "model", index, key)
             values[key] = float(value)
-        prices.append(Price(entry["pattern"], **values))
+        prices.append(Price(pattern, **values))
     return prices
 
 
 @lru_cache(maxsize=1)
 def builtin_table() -> PriceTable:
+    import tomllib
+    from importlib import resources
+
     data = tomllib.loads((resources.files("promptrail") / "data" / "prices.toml").read_text("utf-8"))
-    return PriceTable(tuple(_prices(data["model"], "prices.toml")), data["version"], data["taken"])
+    return PriceTable(tuple(_prices(data["model"])), data["version"], data["taken"])
 
 
 def price_table(config_section: dict[str, Any] | None = None) -> PriceTable:
-    """The built-in table with ``[prices]`` entries of the configuration tried first."""
+    """The built-in table with the ``[[prices.model]]`` entries of the configuration tried first.
+    A mistake is a ``ConfigValueError``: read it through ``Config.parse`` to name its file and line."""
     table = builtin_table()
     if not config_section:
         return table
-    own = _prices(config_section.get("model", []), ".promptrail.toml [prices]")
+    unknown = sorted(set(config_section) - {"model"})
+    if unknown:
+        raise ConfigValueError(f"unknown key '{unknown[0]}' in [prices]; write each price as a [[prices.model]] "
+                               "table", unknown[0])
+    own = _prices(config_section.get("model", []))
     return PriceTable(tuple(own) + table.prices, table.version, table.taken)
 
 
@@ -99,6 +117,15 @@ def compute_cost(model: str | None, usage: Usage | None, table: PriceTable | Non
     total = (usage.input * price.input + usage.output * price.output + usage.cache_read * price.cache_read
              + (usage.cache_write - one_hour) * price.cache_write_5m + one_hour * price.cache_write_1h)
     return round(total / 1_000_000, 8)
+
+
+def run_cost(usage_per_model: dict[str | None, Usage], table: PriceTable | None = None) -> float | None:
+    """Dollars for a run that used several models (Claude Code's ``modelUsage`` lists a helper
+    model's calls too), each at its own prices; None when any of them has no known price."""
+    parts = [compute_cost(model, usage, table) for model, usage in usage_per_model.items()]
+    if not parts or None in parts:
+        return None
+    return round(sum(parts), 8)  # type: ignore[arg-type]
 
 
 def mismatch(reported: float | None, computed: float | None) -> bool:
@@ -161,22 +188,25 @@ class Budget:
 
 
 def budget_from(section: dict[str, Any]) -> Budget:
-    unknown = set(section) - _BUDGET_KEYS
+    """``[budget]``; a mistake is a ``ConfigValueError`` (``Config.parse`` names its file and line)."""
+    unknown = sorted(set(section) - _BUDGET_KEYS)
     if unknown:
-        raise PromptrailError(f".promptrail.toml: unknown key '{sorted(unknown)[0]}' in [budget] "
-                              f"(known: {', '.join(sorted(_BUDGET_KEYS))})")
+        raise ConfigValueError(f"unknown key '{unknown[0]}' in [budget]; known keys: "
+                               f"{', '.join(sorted(_BUDGET_KEYS))}", unknown[0])
     values = {}
     for key in _BUDGET_KEYS:
         value = section.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or value <= 0):
-            raise PromptrailError(f".promptrail.toml: [budget] {key} must be a positive number of dollars")
+            raise ConfigValueError(f"[budget] {key} must be a positive number of dollars, not {value!r}", key)
         values[key] = float(value) if value is not None else None
     return Budget(**values)
 
 
 def check_budget_before_run(store: Any, budget: Budget, actor_email: str) -> None:
     """Refuse a run that would start over a daily budget, naming the budget and the spend."""
+    from promptrail.queries import format_cost  # local: queries pulls in git, which a spend report never needs
+
     if budget.per_user_day_usd is not None:
         spent = spent_today(store, actor_email)
         if spent >= budget.per_user_day_usd:

@@ -93,12 +93,10 @@ def make_agent(workspace: Workspace, request: RunRequest, max_budget_usd: float 
         return ClaudeCliAgent(claude_path=claude_path, model=model,
                               extra_args=["--max-budget-usd", f"{max_budget_usd:g}"] if max_budget_usd else None,
                               env=request.agent_env, silence_timeout=settings.silence_timeout_s)
-    if name == "anthropic":
-        from promptrail.agents.anthropic_api import AnthropicAgent
+    from promptrail.agents.anthropic_api import AnthropicAgent  # the last of AGENTS
 
-        return AnthropicAgent.from_config(workspace.config, model=request.model, env=request.agent_env,
-                                          max_budget_usd=max_budget_usd)
-    raise PromptrailError(f"the '{name}' agent is not available in this version; use claude-cli or replay")
+    return AnthropicAgent.from_config(workspace.config, model=request.model, env=request.agent_env,
+                                      max_budget_usd=max_budget_usd)
 
 
 class Run:
@@ -128,7 +126,9 @@ class Run:
     async def cancel(self) -> None:
         if not self.cancelled:
             self.cancelled = True
-            self.log.add("status", "cancel requested")
+            # Once committing, the agent is done and the commit is not cut off half-way.
+            late = "; the agent has finished, so its commit goes ahead" if self.row["status"] == "committing" else ""
+            self.log.add("status", f"cancel requested{late}")
             await self.agent.cancel()
 
     async def wait(self) -> dict[str, Any]:
@@ -174,7 +174,12 @@ class Run:
         except Exception as exc:  # a bug or an environment failure: record it, never lose the run
             self.log.add("error", f"promptrail error: {exc}")
             outcome = {"status": "failed", "error": f"promptrail error: {exc}"}
-        await self.log.close()
+        try:
+            await self.log.close()
+        except Exception as exc:  # the log is evidence: a run whose log is incomplete did not end cleanly
+            earlier = f"; {outcome['error']}" if outcome.get("error") else ""
+            outcome.update(status="failed", error=f"promptrail error: the run log could not be written "
+                                                  f"completely: {exc}{earlier}")
         ended = utc_now()
         self._status(outcome.pop("status"), final=True, ended_at=ended, **outcome)
         # seal="run": the event also seals the run's stored key fields and a digest of its whole
@@ -234,15 +239,18 @@ class Run:
         fields: dict[str, Any] = {"num_turns": finished.num_turns}
         if finished.usage:
             fields.update({col: getattr(finished.usage, key) for key, col in RUN_TOKEN_COLUMNS.items()})
-        table = costs.price_table(self.workspace.config.section("prices"))
+        table = self.workspace.config.parse("prices", costs.price_table)
         model = self.row.get("model") or self.request.model
-        # Zero tokens is "nothing was measured" (an API that only answered errors), not "free".
-        measured = finished.complete and finished.usage is not None and finished.usage.total() > 0
-        computed = costs.compute_cost(model, finished.usage, table) if measured else None
-        if finished.usage and finished.usage.total() and table.find(model) is None:
-            what = f"model '{model}'" if model else "a model the agent did not name"
-            self.log.add("error", f"no price known for {what}: the computed cost is unknown "
-                                  "(add it under [prices] in .promptrail.toml)")
+        per_model: dict[str | None, Usage] = dict(finished.usage_by_model) or {model: finished.usage or Usage()}
+        # Zero tokens is "nothing was measured" (an API that only answered errors), not "free"; the
+        # tokens of an agent stopped half-way are only worth pricing when the agent counted them all.
+        measured = ((finished.complete or finished.usage_exact) and finished.usage is not None
+                    and finished.usage.total() > 0)
+        computed = costs.run_cost(per_model, table) if measured else None
+        for name in [name for name, usage in per_model.items() if usage.total() and table.find(name) is None]:
+            what = f"model '{name}'" if name else "a model the agent did not name"
+            self.log.add("warning", f"no price known for {what}: the computed cost is unknown "
+                                    "(add it under [prices] in .promptrail.toml)")
         reported = finished.cost_usd
         # The agent's own figure wins when it has one; unknown stays NULL, never 0.
         fields.update(cost_reported_usd=reported, cost_computed_usd=computed,
@@ -251,8 +259,10 @@ class Run:
                       cost_mismatch=int(costs.mismatch(reported, computed)),
                       price_table=f"v{table.version} ({table.taken})" if computed is not None else None)
         if fields["cost_mismatch"]:
+            names = [str(name) for name in per_model]
+            prices = f"{names[0]}'s prices" if len(names) == 1 else f"the prices of {', '.join(names)}"
             self.log.add("error", f"cost mismatch: the agent reported ${reported:.4f}, the tokens cost "
-                                  f"${computed:.4f} at {model}'s prices (more than 5 % apart)")
+                                  f"${computed:.4f} at {prices} (more than 5 % apart)")
         self.row.update(fields)
         self.store.update_run(self.id, **fields)
         if finished.complete and not finished.is_error:
@@ -395,8 +405,8 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
     identity = await asyncio.to_thread(repo.identity)
     from promptrail import costs
 
-    budget = costs.budget_from(workspace.config.section("budget"))
-    costs.price_table(workspace.config.section("prices"))  # a broken [prices] fails now, not after the agent
+    budget = workspace.config.parse("budget", costs.budget_from)
+    workspace.config.parse("prices", costs.price_table)  # a broken [prices] fails now, not after the agent
     await asyncio.to_thread(costs.check_budget_before_run, workspace.store, budget, identity.email)
     agent = make_agent(workspace, request, max_budget_usd=budget.per_run_usd)
     base_sha = await asyncio.to_thread(repo.head_sha)

@@ -429,7 +429,7 @@ def test_unknown_anthropic_setting_is_one_clear_error(repo, fake):
     configure(repo, "[anthropic]\nmax_turn = 3\n")
     with pytest.raises(PromptrailError) as caught:
         run(repo)
-    assert str(caught.value) == (".promptrail.toml: unknown key 'max_turn' in [anthropic]; known keys: "
+    assert str(caught.value) == (f"{repo / '.promptrail.toml'}:2: unknown key 'max_turn' in [anthropic]; known keys: "
                                  "allowed_commands, command_timeout_s, max_retries, max_tokens, max_turns, model, "
                                  "request_timeout_s")
 
@@ -526,6 +526,8 @@ def test_cancel_stops_the_in_flight_stream(repo, fake):
 
     data = asyncio.run(go())
     assert data["status"] == "cancelled"
+    # The cut-off request may have been billed for more than arrived: the cost is unknown, not a guess.
+    assert (data["cost_usd"], data["cost_computed_usd"]) == (None, None)
 
 
 def test_agent_used_directly_yields_exactly_one_finished_last(tmp_path, fake):
@@ -548,7 +550,8 @@ def test_cancel_during_a_command_ends_its_process_group(repo, fake):
     git(repo, "add", "slow.py")
     git(repo, "commit", "-q", "-m", "slow")
     configure(repo, f"[anthropic]\nallowed_commands = ['{sys.executable} slow.py']\n")
-    fake([Turn(None, [ToolCall("run_command", {"command": f"{sys.executable} slow.py"})])])
+    fake([Turn(None, [ToolCall("run_command", {"command": f"{sys.executable} slow.py"})], cache_read_input_tokens=300,
+               cache_creation_input_tokens=40)])
     sink = Collect()
 
     async def go() -> dict[str, Any]:
@@ -571,6 +574,12 @@ def test_cancel_during_a_command_ends_its_process_group(repo, fake):
 
     data = asyncio.run(go())
     assert data["status"] == "cancelled"
+    # Cancelled after turn 1's reply was read whole: its tokens are exactly what was billed.
+    turn_one = Usage(input=1200, output=85, cache_read=300, cache_write=40)
+    assert data["tokens"] == {"input": 1200, "output": 85, "cache_read": 300, "cache_write": 40}
+    assert data["cost_usd"] == data["cost_computed_usd"] == costs.compute_cost(MODEL, turn_one) == pytest.approx(
+        (1200 * 3 + 85 * 15 + 300 * 0.3 + 40 * 3.75) / 1e6)
+    assert data["cost_source"] == "computed"
 
 
 def test_a_claude_md_too_long_for_the_prompt_is_named_and_pointed_out_on_first_use(tmp_path, fake):

@@ -197,7 +197,8 @@ def test_config_typos_are_errors(repo):
                              "agent, anthropic, budget, gate, prices\n")
     (repo / ".promptrail.toml").write_text("[agent]\nsilence_timeout_s = 0\n")
     result = cli("run", "x", "--transcript", "t.jsonl", cwd=repo)
-    assert result.stderr == "promptrail: error: [agent] silence_timeout_s must be a positive number of seconds, not 0\n"
+    assert result.stderr == (f"promptrail: error: {repo / '.promptrail.toml'}:2: [agent] silence_timeout_s must be a "
+                             "positive number of seconds, not 0\n")
 
 
 def test_transcript_folder_and_non_executable_claude(repo, tmp_path):

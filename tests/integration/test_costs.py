@@ -42,16 +42,35 @@ def test_one_hour_cache_writes_and_unknown_models():
     assert costs.compute_cost("claude-sonnet-4-5", None) is None
 
 
+CHEAP_SONNET = {"pattern": "claude-sonnet-4*", "input": 1.0, "output": 2.0, "cache_write_5m": 1.25,
+                "cache_write_1h": 2.0, "cache_read": 0.1}
+
+
 def test_config_prices_come_first():
-    table = costs.price_table({"model": [{"pattern": "claude-sonnet-4*", "input": 1.0, "output": 2.0}]})
+    table = costs.price_table({"model": [CHEAP_SONNET]})
     assert costs.compute_cost("claude-sonnet-4-5", Usage(input=1_000_000, output=1_000_000), table) == 3.0
-    with pytest.raises(PromptrailError, match="unknown price key 'inptu' for x"):
-        costs.price_table({"model": [{"pattern": "x", "inptu": 1.0, "input": 1, "output": 1}]})
+    with pytest.raises(PromptrailError) as caught:
+        costs.price_table({"model": [{**CHEAP_SONNET, "pattern": "x", "inptu": 1.0}]})
+    assert str(caught.value) == ("unknown key 'inptu' in [[prices.model]] 'x'; known keys: pattern, input, output, "
+                                 "cache_write_5m, cache_write_1h, cache_read")
 
 
-def _run_with(repo, tmp_path, *, model: str, cost: float | None, usage: dict[str, int]) -> dict:
+def test_an_override_must_give_every_price():
+    # Left out, the cache prices would silently be $0.
+    entry = {"pattern": "claude-sonnet-4*", "input": 1.0, "output": 2.0}
+    with pytest.raises(PromptrailError) as caught:
+        costs.price_table({"model": [entry]})
+    assert str(caught.value) == ("[[prices.model]] 'claude-sonnet-4*' has no cache_write_5m price; give all five "
+                                 "(input, output, cache_write_5m, cache_write_1h, cache_read) in dollars per "
+                                 "million tokens")
+
+
+def _run_with(repo, tmp_path, *, model: str, cost: float | None, usage: dict[str, int],
+              model_usage: dict[str, dict[str, int]] | None = None) -> dict:
     lines = transcript_lines([Write("x.py", "1\n")], cost=cost, usage=usage)
     lines[0]["model"] = model
+    if model_usage is not None:
+        lines[-1]["modelUsage"] = model_usage
     path = tmp_path / "t.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     result = subprocess.run([sys.executable, "-m", "promptrail", "run", "p", "--transcript", str(path), "--json",
@@ -77,12 +96,57 @@ def test_cost_mismatch_is_flagged_and_logged(repo, tmp_path):
             "(more than 5 % apart)") in log
 
 
+@pytest.mark.parametrize("apart, flagged", [(0.049, False), (0.051, True)])
+def test_the_mismatch_boundary_is_five_percent(repo, tmp_path, apart, flagged):
+    # USAGE costs $0.45 at claude-sonnet-4-5's prices; the reported figure is `apart` below it.
+    reported = round(0.45 * (1 - apart), 6)
+    data = _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=reported, usage=USAGE)
+    assert (data["cost_usd"], data["cost_computed_usd"], data["cost_mismatch"]) == (reported, 0.45, flagged)
+
+
+def test_each_model_of_model_usage_is_priced_at_its_own_prices(repo, tmp_path):
+    # Claude Code's result: `usage` is the main conversation (sonnet, 1-hour cache writes);
+    # `modelUsage` adds a haiku helper call, and total_cost_usd covers both.
+    usage = {**USAGE, "cache_creation_input_tokens": 20_000, "cache_creation": {"ephemeral_1h_input_tokens": 20_000}}
+    model_usage = {
+        "claude-sonnet-4-5": {"inputTokens": 100_000, "outputTokens": 10_000, "cacheReadInputTokens": 0,
+                              "cacheCreationInputTokens": 20_000},
+        "claude-haiku-4-5": {"inputTokens": 50_000, "outputTokens": 2_000, "cacheReadInputTokens": 0,
+                             "cacheCreationInputTokens": 1_000},
+    }
+    sonnet = 100_000 * 3.0 + 10_000 * 15.0 + 20_000 * 6.0   # $0.57: the 1-hour writes at $6 per million
+    haiku = 50_000 * 1.0 + 2_000 * 5.0 + 1_000 * 1.25       # $0.06125
+    data = _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=0.63125, usage=usage, model_usage=model_usage)
+    assert data["cost_computed_usd"] == round((sonnet + haiku) / 1e6, 8) == 0.63125
+    assert (data["cost_usd"], data["cost_mismatch"]) == (0.63125, False)
+    assert data["tokens"] == {"input": 150_000, "output": 12_000, "cache_read": 0, "cache_write": 21_000}
+
+
+def test_a_model_usage_entry_without_a_price_makes_the_computed_cost_unknown(repo, tmp_path):
+    model_usage = {"claude-sonnet-4-5": {"inputTokens": 100_000, "outputTokens": 10_000},
+                   "mystery-helper": {"inputTokens": 10, "outputTokens": 1}}
+    data = _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=0.5, usage=USAGE, model_usage=model_usage)
+    assert (data["cost_usd"], data["cost_computed_usd"], data["cost_mismatch"]) == (0.5, None, False)
+    log = [(e["kind"], e["text"]) for e in Workspace(repo).store.log(data["id"])]
+    assert ("warning", "no price known for model 'mystery-helper': the computed cost is unknown (add it under "
+                       "[prices] in .promptrail.toml)") in log
+
+
 def test_unknown_model_has_unknown_computed_cost(repo, tmp_path):
     data = _run_with(repo, tmp_path, model="mystery-model", cost=None, usage=USAGE)
     assert data["cost_usd"] is None and data["cost_source"] is None and data["cost_computed_usd"] is None
-    log = [e["text"] for e in Workspace(repo).store.log(data["id"])]
-    assert ("no price known for model 'mystery-model': the computed cost is unknown (add it under [prices] in "
-            ".promptrail.toml)") in log
+    log = [(e["kind"], e["text"]) for e in Workspace(repo).store.log(data["id"])]
+    assert ("warning", "no price known for model 'mystery-model': the computed cost is unknown (add it under "
+                       "[prices] in .promptrail.toml)") in log
+
+
+def test_config_prices_change_a_runs_computed_cost(repo, tmp_path):
+    (repo / ".promptrail.toml").write_text('[[prices.model]]\npattern = "claude-sonnet-4*"\ninput = 1.0\n'
+                                           'output = 2.0\ncache_write_5m = 1.25\ncache_write_1h = 2.0\n'
+                                           'cache_read = 0.1\n')
+    data = _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=None, usage=USAGE)
+    # 100,000 input tokens at $1 and 10,000 output tokens at $2 per million (built in: $0.45).
+    assert (data["cost_computed_usd"], data["cost_usd"], data["cost_source"]) == (0.12, 0.12, "computed")
 
 
 def test_costs_report_groups_and_keeps_unknown_apart(repo, tmp_path):

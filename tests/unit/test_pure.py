@@ -7,6 +7,8 @@ import sqlite3
 import pytest
 from hypothesis import given, strategies as st
 
+from promptrail import costs
+from promptrail.agents import anthropic_api
 from promptrail.audit import ledger
 from promptrail.config import load_config, user_config_path
 from promptrail.errors import PromptrailError
@@ -103,10 +105,80 @@ def test_config_layers_and_errors(tmp_path, isolated_home):
     (tmp_path / ".promptrail.toml").write_text('[agent]\nmode = "isolated"\n')
     config = load_config(tmp_path)
     assert (config.agent.model, config.agent.mode, config.agent.name) == ("claude-user", "isolated", "claude-cli")
-    (tmp_path / ".promptrail.toml").write_text('[agent]\nname = "gpt"\n')
-    with pytest.raises(PromptrailError, match="^\\[agent\\] name = 'gpt' is not an agent; use one of"):
-        load_config(tmp_path)
     user.write_text("[agent\n")
     with pytest.raises(PromptrailError) as excinfo:
         load_config(tmp_path)
     assert str(excinfo.value).startswith(f"{user}:1: invalid TOML: ")
+
+
+def _config_error(tmp_path, repo_text: str, user_text: str = "", section: str = "agent") -> str:
+    user = user_config_path()
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text(user_text)
+    (tmp_path / ".promptrail.toml").write_text(repo_text)
+    parsers = {"budget": costs.budget_from, "prices": costs.price_table, "anthropic": anthropic_api.settings_from}
+    with pytest.raises(PromptrailError) as caught:
+        config = load_config(tmp_path)
+        config.parse(section, parsers[section])
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ('[agent]\nname = "gpt"\n', 2, "[agent] name = 'gpt' is not an agent; use one of claude-cli, replay, anthropic"),
+    ('[agent]\nmodel = "m"\nmode = "yolo"\n', 3, "[agent] mode = 'yolo' is not a mode; use one of isolated, direct"),
+    ("[agent]\nsilence_timeout_s = -1\n", 2,
+     "[agent] silence_timeout_s must be a positive number of seconds, not -1"),
+    ('[agent]\nsilence_timeout_s = "10"\n', 2, "[agent] silence_timeout_s must be a number, not '10'"),
+    ("[agent]\nmodel = 4\n", 2, "[agent] model must be a string, not 4"),
+    ("agent = 3\n", 1, "'agent' must be a table; write it as [agent]"),
+])
+def test_agent_config_errors_name_file_and_line(tmp_path, text, line, message):
+    assert _config_error(tmp_path, text) == f"{tmp_path / '.promptrail.toml'}:{line}: {message}"
+
+
+@pytest.mark.parametrize("section, text, line, message", [
+    ("budget", "[budget]\nper_run_usd = 1\n\nper_user_day_usd = -2\n", 4,
+     "[budget] per_user_day_usd must be a positive number of dollars, not -2"),
+    ("budget", "[budget]\nper_day = 1\n", 2,
+     "unknown key 'per_day' in [budget]; known keys: per_repo_day_usd, per_run_usd, per_user_day_usd"),
+    ("anthropic", "[anthropic]\nmax_turns = 0\n", 2, "[anthropic] max_turns must be positive, not 0"),
+    ("anthropic", "[anthropic]\nmax_tokens = 1.5\n", 2, "[anthropic] max_tokens must be a whole number, not 1.5"),
+    ("anthropic", "[anthropic]\nallowed_commands = ['pytest \"-q']\n", 2,
+     "[anthropic] allowed_commands entry 'pytest \"-q' cannot be split into words (No closing quotation); "
+     "fix its quoting"),
+    ("prices", '[[prices.models]]\npattern = "x"\n', 1,
+     "unknown key 'models' in [prices]; write each price as a [[prices.model]] table"),
+    ("prices", '[[prices.model]]\npattern = "a"\ninput = 1\noutput = 1\ncache_write_5m = 1\ncache_write_1h = 1\n'
+               'cache_read = 1\n\n[[prices.model]]\npattern = "b"\ninput = 1\nouput = 1\n', 12,
+     "unknown key 'ouput' in [[prices.model]] 'b'; known keys: pattern, input, output, cache_write_5m, "
+     "cache_write_1h, cache_read"),
+    ("prices", '[[prices.model]]\npattern = "b"\ninput = 1\noutput = 2\n', 1,
+     "[[prices.model]] 'b' has no cache_write_5m price; give all five (input, output, cache_write_5m, "
+     "cache_write_1h, cache_read) in dollars per million tokens"),
+    ("prices", '[[prices.model]]\npattern = "b"\ninput = -1\n', 3,
+     "[[prices.model]] 'b' input must be dollars per million tokens (a number, 0 or more), not -1"),
+    ("prices", "[[prices.model]]\ninput = 1\n", 1,
+     'each [[prices.model]] table needs a pattern, a glob of model ids such as "claude-sonnet-4*"'),
+])
+def test_section_config_errors_name_file_and_line(tmp_path, section, text, line, message):
+    assert _config_error(tmp_path, text, section=section) == f"{tmp_path / '.promptrail.toml'}:{line}: {message}"
+
+
+def test_config_errors_name_the_file_that_set_the_value(tmp_path, isolated_home):
+    user = user_config_path()
+    # The value at fault is the user's: the repository's file sets other keys of the same section.
+    assert _config_error(tmp_path, '[agent]\nmodel = "m"\n', '# mine\n[agent]\nmode = "yolo"\n') == (
+        f"{user}:3: [agent] mode = 'yolo' is not a mode; use one of isolated, direct")
+    assert _config_error(tmp_path, "[budget]\nper_run_usd = 1\n", "[budget]\nper_repo_day_usd = 0\n",
+                         section="budget") == (
+        f"{user}:2: [budget] per_repo_day_usd must be a positive number of dollars, not 0")
+    assert _config_error(tmp_path, "", "[anthropic]\n\ncommand_timeout_s = 0\n", section="anthropic") == (
+        f"{user}:3: [anthropic] command_timeout_s must be positive, not 0")
+    # The repository's value overrides the user's, so it is the one at fault.
+    assert _config_error(tmp_path, "[budget]\nper_run_usd = -1\n", "[budget]\nper_run_usd = 1\n",
+                         section="budget") == (
+        f"{tmp_path / '.promptrail.toml'}:2: [budget] per_run_usd must be a positive number of dollars, not -1")
+    # An array of tables comes whole from one file: the repository's [[prices.model]] replace the user's.
+    repo_prices, user_prices = '[[prices.model]]\npattern = "r"\n', '[[prices.model]]\npattern = "u"\n'
+    assert _config_error(tmp_path, repo_prices, user_prices, section="prices").startswith(
+        f"{tmp_path / '.promptrail.toml'}:1: [[prices.model]] 'r' has no ")

@@ -39,7 +39,9 @@ run's ``agent_env`` laid over the process environment. Commands run without thos
 Cost: the API reports none, so ``Finished.cost_usd`` stays None and the orchestrator computes it from
 the tokens (``cost_source: computed``); this module computes the same figure (``raw["cost_usd_computed"]``)
 only to enforce ``max_budget_usd`` after every turn. A run stopped by it ends with
-``raw["stop_reason"] == "budget_exceeded"``.
+``raw["stop_reason"] == "budget_exceeded"``. A cancelled run's tokens are the exact total
+(``Finished.usage_exact``), so its cost is computed too, unless the cancel cut off a reply in
+flight: what that request was billed is unknown, and so is the run's cost.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, AsyncIterator, Callable
 
 from promptrail.agents.base import Agent, AgentEvent, Finished, Raw, Started, Text, ToolResult, ToolUse, Usage
+from promptrail.config import ConfigValueError
 from promptrail.errors import PromptrailError
 from promptrail.processes import end_group
 
@@ -92,41 +95,39 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "max_turns": (int,), "max_tokens": (int,), "max_retries": (int,),
     "request_timeout_s": (int, float), "allowed_commands": (list,), "command_timeout_s": (int, float),
 }
+_SETTING_KINDS = {"model": "a model id", "max_turns": "a whole number", "max_tokens": "a whole number",
+                  "max_retries": "a whole number", "request_timeout_s": "a number of seconds",
+                  "allowed_commands": "a list of commands", "command_timeout_s": "a number of seconds"}
 
 
 def settings_from(section: dict[str, Any]) -> AnthropicSettings:
-    """``[anthropic]`` as settings; a typo or a wrong type is one ``PromptrailError``, never ignored."""
+    """``[anthropic]`` as settings; a typo or a bad value is a ``ConfigValueError`` naming its key
+    (``Config.parse`` names its file and line), never ignored."""
     values: dict[str, Any] = {}
     for key, value in section.items():
         if key not in _SETTING_TYPES:
-            raise PromptrailError(f".promptrail.toml: unknown key '{key}' in [{CONFIG_SECTION}]; "
-                                  f"known keys: {', '.join(sorted(_SETTING_TYPES))}")
+            raise ConfigValueError(f"unknown key '{key}' in [{CONFIG_SECTION}]; "
+                                   f"known keys: {', '.join(sorted(_SETTING_TYPES))}", key)
         if isinstance(value, bool) or not isinstance(value, _SETTING_TYPES[key]):
-            raise PromptrailError(f".promptrail.toml: [{CONFIG_SECTION}] {key} has the wrong type")
+            raise ConfigValueError(f"[{CONFIG_SECTION}] {key} must be {_SETTING_KINDS[key]}, not {value!r}", key)
         if key == "allowed_commands":
-            if not all(isinstance(entry, str) and entry.strip() for entry in value):
-                raise PromptrailError(f".promptrail.toml: [{CONFIG_SECTION}] allowed_commands must be a list "
-                                      "of non-empty command strings")
             for entry in value:
-                _split_command(entry, f"[{CONFIG_SECTION}] allowed_commands entry {entry!r}")
+                if not isinstance(entry, str) or not entry.strip():
+                    raise ConfigValueError(f"[{CONFIG_SECTION}] allowed_commands must be a list of commands, "
+                                           f"not {entry!r} among them", key)
+                try:
+                    shlex.split(entry)
+                except ValueError as exc:
+                    raise ConfigValueError(f"[{CONFIG_SECTION}] allowed_commands entry {entry!r} cannot be split "
+                                           f"into words ({exc}); fix its quoting", key) from None
             value = tuple(value)
         elif key == "max_retries":
             if value < 0:
-                raise PromptrailError(f".promptrail.toml: [{CONFIG_SECTION}] max_retries must be 0 or more")
+                raise ConfigValueError(f"[{CONFIG_SECTION}] max_retries must be 0 or more, not {value}", key)
         elif key != "model" and value <= 0:
-            raise PromptrailError(f".promptrail.toml: [{CONFIG_SECTION}] {key} must be positive")
+            raise ConfigValueError(f"[{CONFIG_SECTION}] {key} must be positive, not {value}", key)
         values[key] = value
     return AnthropicSettings(**values)
-
-
-def _split_command(command: str, what: str) -> list[str]:
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise PromptrailError(f".promptrail.toml: {what} cannot be parsed: {exc}") from None
-    if not argv:
-        raise PromptrailError(f".promptrail.toml: {what} is empty")
-    return argv
 
 
 def credentials(env: dict[str, str] | None) -> tuple[str | None, str | None, str | None]:
@@ -202,20 +203,16 @@ class AnthropicAgent(Agent):
     def from_config(cls, config: Any, *, model: str | None = None, env: dict[str, str] | None = None,
                     max_budget_usd: float | None = None) -> "AnthropicAgent":
         """The agent for a workspace's configuration; everything a user can get wrong fails here."""
-        settings = settings_from(config.section(CONFIG_SECTION))
+        from promptrail import costs
+
+        settings = config.parse(CONFIG_SECTION, settings_from)
         api_key, auth_token, _ = credentials(env)
         if not api_key and not auth_token:
             raise PromptrailError(MISSING_KEY)
         model = model or settings.model or config.agent.model or DEFAULT_MODEL
-        price = None
-        try:
-            from promptrail import costs
-        except ImportError:  # a build without the price table: no budget enforcement, cost unknown
-            pass
-        else:
-            table = costs.price_table(config.section("prices"))
-            price = lambda name, usage: costs.compute_cost(name, usage, table)  # noqa: E731
-        return cls(model=model, settings=settings, env=env, max_budget_usd=max_budget_usd, price=price)
+        table = config.parse("prices", costs.price_table)
+        return cls(model=model, settings=settings, env=env, max_budget_usd=max_budget_usd,
+                   price=lambda name, usage: costs.compute_cost(name, usage, table))
 
     # -- the loop ---------------------------------------------------------------------------------
     async def events(self, prompt: str, cwd: Path) -> AsyncIterator[AgentEvent]:
@@ -293,11 +290,13 @@ class AnthropicAgent(Agent):
                         task.cancel()
                     self._inflight = None
                 turn_usage = state.as_usage()
-                total = _add(total, turn_usage)
+                total += turn_usage
                 if state.started:
                     yield turn_usage
                 if task.cancelled() or self._cancelled.is_set():
-                    yield self._cancelled_finish(total, turns)
+                    # A reply cut off by the cancel was billed for more than it told us.
+                    whole = not task.cancelled() and task.exception() is None
+                    yield self._cancelled_finish(total, turns, usage_exact=whole)
                     return
                 error = task.exception()
                 if error is not None:
@@ -461,10 +460,13 @@ class AnthropicAgent(Agent):
         return Finished(is_error=is_error, complete=True, result=result, error=error, cost_usd=None,
                         usage=total, num_turns=turns, raw=raw)
 
-    def _cancelled_finish(self, total: Usage, turns: int) -> Finished:
+    def _cancelled_finish(self, total: Usage, turns: int, *, usage_exact: bool = True) -> Finished:
+        """``usage_exact``: every API reply was read to its end, so ``total`` is what was billed and
+        the cancelled run's cost can be computed."""
         self.stop_reason = "cancelled"
         return Finished(is_error=True, complete=False, error=CANCELLED, usage=total, num_turns=turns,
-                        raw={"stop_reason": "cancelled", "model": self.model, "turns": turns})
+                        raw={"stop_reason": "cancelled", "model": self.model, "turns": turns},
+                        usage_exact=usage_exact)
 
     def _describe_error(self, exc: BaseException, state: _TurnState, turn: int, base_url: str | None) -> str:
         where = base_url or "https://api.anthropic.com"
@@ -865,11 +867,6 @@ def _take_usage(state: _TurnState, usage: Any) -> None:
     one_hour = getattr(breakdown, "ephemeral_1h_input_tokens", None) if breakdown is not None else None
     if isinstance(one_hour, int):
         state.cache_write_1h = one_hour
-
-
-def _add(a: Usage, b: Usage) -> Usage:
-    return Usage(input=a.input + b.input, output=a.output + b.output, cache_read=a.cache_read + b.cache_read,
-                 cache_write=a.cache_write + b.cache_write, cache_write_1h=a.cache_write_1h + b.cache_write_1h)
 
 
 def _api_error_detail(exc: BaseException) -> str:

@@ -61,6 +61,10 @@ class Usage:
     def total(self) -> int:
         return self.input + self.output + self.cache_read + self.cache_write
 
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input + other.input, self.output + other.output, self.cache_read + other.cache_read,
+                     self.cache_write + other.cache_write, self.cache_write_1h + other.cache_write_1h)
+
 
 @dataclass(frozen=True)
 class Raw:
@@ -76,7 +80,8 @@ class Finished:
 
     ``is_error`` is the agent's own success flag (for the CLI: the ``result`` event's
     ``is_error``). ``complete`` is False when the agent ended without a final verdict (crash, exit
-    without ``result``, watchdog): the run is then ``incomplete`` and its cost unknown.
+    without ``result``, watchdog, cancel): the run is then ``incomplete`` or ``cancelled``, and its
+    cost unknown unless ``usage_exact`` says the agent counted every token itself anyway.
     ``cost_usd`` is None when unknown, never 0 for unknown.
     """
 
@@ -88,6 +93,12 @@ class Finished:
     usage: Usage | None = None
     num_turns: int | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: ``usage`` is every token the agent spent although it did not complete (the anthropic agent
+    #: counts each API reply itself), so the run's cost can be computed; a complete verdict's is.
+    usage_exact: bool = False
+    #: ``usage`` split by model when the agent reports that (Claude Code's ``modelUsage``, which
+    #: lists a helper model's calls too): each part is priced at its own model's prices.
+    usage_by_model: dict[str, Usage] = field(default_factory=dict)
 
 
 AgentEvent = Started | Text | ToolUse | ToolResult | Usage | Raw | Finished

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from promptrail.agents.base import (
@@ -134,6 +135,9 @@ class StreamJsonParser:
             usage=reported.usage if reported else None,
             num_turns=reported.num_turns if reported else None,
             raw=reported.raw if reported else {},
+            # The CLI's own totals, once it reported them: its cost can be computed.
+            usage_exact=reported is not None,
+            usage_by_model=reported.usage_by_model if reported else {},
         )
 
     # -- mapping -------------------------------------------------------------------------------
@@ -233,10 +237,11 @@ def _finished_from_result(obj: dict[str, Any]) -> Finished:
     result_text = obj.get("result") if isinstance(obj.get("result"), str) else ""
     num_turns = obj.get("num_turns")
     usage = _usage(obj.get("usage"))
-    if usage is None or usage.total() == 0:
-        # After a dropped stream the CLI retries without streaming and then reports zero ``usage``
-        # while ``modelUsage`` holds the real counts.
-        usage = _model_usage(obj.get("modelUsage")) or usage
+    by_model = _usage_by_model(obj.get("modelUsage"), usage.cache_write_1h if usage else 0)
+    if by_model:
+        # ``modelUsage`` counts every model's calls (``usage`` leaves out a helper model's), and
+        # after a dropped stream the CLI retries without streaming and reports zero ``usage``.
+        usage = sum(by_model.values(), Usage())
     cost = _opt_number(obj.get("total_cost_usd"))
     if is_error and cost == 0 and (usage is None or usage.total() == 0):
         # No API call succeeded (401, 5xx): the CLI prints 0, but nothing was measured. Unknown
@@ -251,6 +256,7 @@ def _finished_from_result(obj: dict[str, Any]) -> Finished:
         usage=usage,
         num_turns=num_turns if isinstance(num_turns, int) and not isinstance(num_turns, bool) else None,
         raw=obj,
+        usage_by_model=by_model,
     )
 
 
@@ -267,18 +273,24 @@ def _usage(usage: Any) -> Usage | None:
     )
 
 
-def _model_usage(per_model: Any) -> Usage | None:
-    """The sum over ``modelUsage`` (camelCase counts per model), or None when it has none."""
-    if not isinstance(per_model, dict) or not per_model:
-        return None
-    models = [m for m in per_model.values() if isinstance(m, dict)]
-    total = Usage(
-        input=sum(_count(m.get("inputTokens")) for m in models),
-        output=sum(_count(m.get("outputTokens")) for m in models),
-        cache_read=sum(_count(m.get("cacheReadInputTokens")) for m in models),
-        cache_write=sum(_count(m.get("cacheCreationInputTokens")) for m in models),
-    )
-    return total if total.total() else None
+def _usage_by_model(per_model: Any, cache_write_1h: int) -> dict[str, Usage]:
+    """``modelUsage`` (camelCase counts per model) as ``Usage``s, without the models that used nothing.
+
+    It has no 1-hour cache breakdown; ``usage``'s (``cache_write_1h``) goes to the model that wrote
+    the most to the cache: the main conversation, not a helper model's short calls."""
+    if not isinstance(per_model, dict):
+        return {}
+    parts = {str(name): Usage(
+        input=_count(counts.get("inputTokens")),
+        output=_count(counts.get("outputTokens")),
+        cache_read=_count(counts.get("cacheReadInputTokens")),
+        cache_write=_count(counts.get("cacheCreationInputTokens")),
+    ) for name, counts in per_model.items() if isinstance(counts, dict)}
+    parts = {name: usage for name, usage in parts.items() if usage.total()}
+    if cache_write_1h and parts:
+        writer = max(parts, key=lambda name: parts[name].cache_write)
+        parts[writer] = replace(parts[writer], cache_write_1h=min(cache_write_1h, parts[writer].cache_write))
+    return parts
 
 
 def _failure_text(obj: dict[str, Any], result_text: str) -> str:

@@ -80,11 +80,14 @@ class Repo:
     def run(self, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             stdin: str | bytes | None = None) -> GitResult:
         # A plain subprocess (not GitPython's runner): we need per-call cwd, env and stdin, and
-        # the exit status as data.
+        # the exit status as data. Its own session: a Ctrl-C in the terminal goes to the terminal's
+        # process group, and must reach promptrail (which cancels the run) but never a `git commit`
+        # and its hooks half-way, which would turn the run into a made-up hook failure.
         data = stdin.encode("utf-8", "surrogateescape") if isinstance(stdin, str) else stdin
         completed = subprocess.run(["git", *args], cwd=cwd or self.root, input=data,
                                    stdin=None if data is not None else subprocess.DEVNULL,
-                                   capture_output=True, env={**os.environ, **env} if env else None)
+                                   capture_output=True, env={**os.environ, **env} if env else None,
+                                   start_new_session=True)
         return GitResult(completed.returncode, completed.stdout.decode("utf-8", "surrogateescape"),
                          completed.stderr.decode("utf-8", "replace"))
 
