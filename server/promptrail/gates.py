@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from promptrail.audit.store import utc_now
-from promptrail.config import KNOWN_SECTIONS, REPO_CONFIG_NAME, parse_toml
+from promptrail.config import KNOWN_SECTIONS, REPO_CONFIG_NAME, line_of, parse_toml
 from promptrail.errors import PromptrailError
 from promptrail.events import EventSink, FanOut, RunStatus
 from promptrail.gitops import commit as gitcommit
@@ -69,89 +69,63 @@ class GatePolicy:
         return not self.approvers or any(fnmatch.fnmatchcase(email.lower(), p.lower()) for p in self.approvers)
 
 
-_HEADER = re.compile(r"^\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
-
-
-def _line_of(text: str, key: str | None, table: str = "", nth: int = 0) -> int | None:
-    """The line of a TOML text that sets ``key`` in the ``nth`` ``[table]`` / ``[[table]]`` (``""``:
-    the top level), or opens its sub-table ``[table.key]``; ``key=None``: that table's header. Only
-    inside the table: ``model`` of ``[gate]`` is not ``model`` of ``[agent]`` three lines earlier."""
-    full = f"{table}.{key}" if table else key
-    current, seen = "", 0 if not table else -1
-    for number, line in enumerate(text.splitlines(), 1):
-        header = _HEADER.match(line)
-        if header:
-            current = re.sub(r"\s*\.\s*", ".", header.group(1))
-            if current == table:
-                seen += 1
-                if key is None and seen == nth:
-                    return number
-            elif full and (current == full or current.startswith(full + ".")):
-                return number
-        elif key is not None and current == table and seen == nth and "=" in line:
-            name = line.split("=", 1)[0].strip().strip("\"'")
-            if name == key or name.startswith(key + "."):
-                return number
-    return None
-
-
 def parse_policy(text: str, origin: str) -> GatePolicy:
     """``[gate]`` of a ``.promptrail.toml`` text; any mistake (an unknown section too: ``[gaet]``
     must not silently mean "no policy") is one error naming the line."""
     data = parse_toml(text, origin)
 
-    def fail(key: str | None, message: str, table: str = "gate", nth: int = 0) -> PromptrailError:
-        line = _line_of(text, key, table, nth)
-        section = f"[{table.split('.')[0]}] " if table else ""
+    def fail(keys: tuple[str | int, ...], message: str) -> PromptrailError:
+        # The line of the value at fault inside [gate], not an equally named key of another section.
+        line = line_of(text, keys)
+        section = "[gate] " if len(keys) > 1 else ""
         return PromptrailError(f"{origin}{f':{line}' if line else ''}: {section}{message}; fix the policy "
                                "(every gate operation refuses until it is valid)")
 
     unknown = sorted(set(data) - KNOWN_SECTIONS)
     if unknown:
-        raise fail(unknown[0], f"unknown section [{unknown[0]}] (known: {', '.join(sorted(KNOWN_SECTIONS))})",
-                   table="")
+        raise fail((unknown[0],), f"unknown section [{unknown[0]}] (known: {', '.join(sorted(KNOWN_SECTIONS))})")
     gate = data.get("gate", {})
     if not isinstance(gate, dict):
-        raise fail("gate", "'gate' must be a table ([gate])", table="")
+        raise fail(("gate",), "'gate' must be a table ([gate])")
     for key in gate:
         if key not in _GATE_KEYS:
-            raise fail(key, f"unknown key '{key}' (known: {', '.join(sorted(_GATE_KEYS))})")
+            raise fail(("gate", key), f"unknown key '{key}' (known: {', '.join(sorted(_GATE_KEYS))})")
     policy = GatePolicy(source=origin)
     if "target" in gate:
         if not isinstance(gate["target"], str) or not gate["target"]:
-            raise fail("target", "target must be a branch name")
+            raise fail(("gate", "target"), "target must be a branch name")
         policy.target = gate["target"]
     if "required_approvals" in gate:
         value = gate["required_approvals"]
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise fail("required_approvals", "required_approvals must be a whole number ≥ 0")
+            raise fail(("gate", "required_approvals"), "required_approvals must be a whole number ≥ 0")
         policy.required_approvals = value
     if "approvers" in gate:
         value = gate["approvers"]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise fail("approvers", "approvers must be a list of emails or globs")
+            raise fail(("gate", "approvers"), "approvers must be a list of emails or globs")
         policy.approvers = value
     if "allow_self_approval" in gate:
         if not isinstance(gate["allow_self_approval"], bool):
-            raise fail("allow_self_approval", "allow_self_approval must be true or false")
+            raise fail(("gate", "allow_self_approval"), "allow_self_approval must be true or false")
         policy.allow_self_approval = gate["allow_self_approval"]
     if "block_on" in gate:
         value = gate["block_on"]
         if not isinstance(value, list) or any(v not in SEVERITIES for v in value):
-            raise fail("block_on", f"block_on must be a list of {', '.join(SEVERITIES)}")
+            raise fail(("gate", "block_on"), f"block_on must be a list of {', '.join(SEVERITIES)}")
         policy.block_on = value
     checks = gate.get("check", [])
     if not isinstance(checks, list) or not all(isinstance(check, dict) for check in checks):
-        raise fail("check", "check must be written as [[gate.check]] tables")
+        raise fail(("gate", "check"), "check must be written as [[gate.check]] tables")
     for number, check in enumerate(checks):
         unknown = sorted(set(check) - _CHECK_KEYS)
         if unknown:
-            raise fail(unknown[0], f"unknown key '{unknown[0]}' in [[gate.check]]", "gate.check", number)
+            raise fail(("gate", "check", number, unknown[0]), f"unknown key '{unknown[0]}' in [[gate.check]]")
         name, command, timeout = check.get("name"), check.get("run"), check.get("timeout_s", 600)
         if not isinstance(name, str) or not name or not isinstance(command, str) or not command:
-            raise fail(None, "each [[gate.check]] needs a name and a run command", "gate.check", number)
+            raise fail(("gate", "check", number), "each [[gate.check]] needs a name and a run command")
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise fail("timeout_s", "timeout_s must be a positive number of seconds", "gate.check", number)
+            raise fail(("gate", "check", number, "timeout_s"), "timeout_s must be a positive number of seconds")
         policy.checks.append(CheckSpec(name, command, float(timeout)))
     return policy
 
