@@ -6,25 +6,37 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 
+from promptrail.audit.store import AuditStore
 from promptrail.workspace import Workspace
 from tests.integration.test_runs import run_prompt, write_hook
 from tests.support.transcripts import Say, Write, write_transcript
 
 
-def test_a_log_that_cannot_be_written_still_ends_the_run(repo):
-    # A lone surrogate (an agent's JSON may carry "\ud800") cannot be stored as UTF-8: the log
-    # writer fails, and the run must still end with a final status instead of staying `running`.
-    data = run_prompt(repo, [Say("odd \ud800 text"), Write("x.py", "1\n")])
+def test_a_log_that_cannot_be_written_still_ends_the_run(repo, monkeypatch):
+    # The disk fills up under the log writer: the run must still end with a final status that says
+    # so, instead of staying `running`.
+    def disk_full(self, rows):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(AuditStore, "append_log", disk_full)
+    data = run_prompt(repo, [Say("some text"), Write("x.py", "1\n")])
     assert data["status"] == "failed"
-    assert data["error"] == ("promptrail error: the run log could not be written completely: 'utf-8' codec can't "
-                             "encode character '\\ud800' in position 4: surrogates not allowed")
+    assert data["error"] == "promptrail error: the run log could not be written completely: database or disk is full"
     assert data["commit_sha"] is not None and [f["path"] for f in data["files"]] == ["x.py"]
     events = Workspace(repo).store.query("SELECT kind FROM events WHERE run_id = ? ORDER BY seq", [data["id"]])
     assert events[-1]["kind"] == "run.failed"
+
+
+def test_text_utf8_cannot_carry_is_logged_escaped_and_the_run_goes_on(repo):
+    # An agent's JSON may carry a lone surrogate ("\ud800"); it is stored as its escape.
+    data = run_prompt(repo, [Say("odd \ud800 text"), Write("x.py", "1\n")])
+    assert data["status"] == "succeeded"
+    assert "odd \\ud800 text" in [entry["text"] for entry in Workspace(repo).store.log(data["id"])]
 
 
 def test_ctrl_c_during_the_commit_never_reaches_git_or_its_hooks(repo, tmp_path):

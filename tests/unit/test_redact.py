@@ -261,3 +261,10 @@ def test_log_book_gives_up_on_a_key_without_end_after_its_longest_length(tmp_pat
     assert stored == [("text", "the file starts with -----BEGIN PRIVATE KEY-----[REDACTED]"), ("text", "[REDACTED]"),
                       ("text", "[REDACTED]"), ("text", "four"), ("text", "five")]
     assert LogBook.KEY_LINES_MAX == 500
+
+
+def test_log_book_stores_what_utf8_cannot_carry_as_escapes(tmp_path):
+    # A hook's non-UTF-8 byte arrives as a surrogateescape'd character, an agent's JSON may carry
+    # a lone surrogate: each is stored (and sent) as its escape, and the lines after it still are.
+    stored = write_log(tmp_path, [("stderr", "caf\udce9 au lait"), ("text", "odd \ud800 text"), ("text", "héllo")])
+    assert stored == [("stderr", "caf\\xe9 au lait"), ("text", "odd \\ud800 text"), ("text", "héllo")]
