@@ -144,8 +144,10 @@ def test_lenses_on_ai_lines_refresh_on_open_server_request_and_save(nvim: str, t
     assert result["after_refresh"]["lenses"][0]["title"].endswith("gate: approved by dev@example.com")
     assert result["after_refresh"]["shown"][0]["text"].startswith(title)
 
-    assert [lens["line"] for lens in result["after_save"]["lenses"]] == [1, 1, 1, 1]
-    assert result["after_save"]["shown"][0]["line"] == 1
+    # The run's lens moves down with its lines; Approve · Reject · Simulate stay at the top of the file.
+    assert [(lens["line"], lens["title"][:1]) for lens in result["after_save"]["lenses"]] == [
+        (0, "▶"), (0, "✓"), (0, "✗"), (1, "✦")]
+    assert [(shown["line"], shown["text"][:1]) for shown in result["after_save"]["shown"]] == [(0, "✓"), (1, "✦")]
 
 
 # -- a run from Neovim --------------------------------------------------------------------------------

@@ -31,10 +31,24 @@ function H.lenses(bufnr)
   for _, lens in ipairs(vim.lsp.codelens.get(bufnr) or {}) do
     found[#found + 1] = { line = lens.range.start.line, title = lens.command and lens.command.title or vim.NIL }
   end
+  -- By line; on one line the run's own lens (✦) first, then the actions by title: a stable order.
+  local function key(lens)
+    local title = type(lens.title) == "string" and lens.title or ""
+    return string.format("%08d %d %s", lens.line, title:find("✦", 1, true) == 1 and 0 or 1, title)
+  end
   table.sort(found, function(a, b)
-    return a.line < b.line
+    return key(a) < key(b)
   end)
   return found
+end
+
+--- The run's own lens (the one titled ✦ …) among `lenses`, or nil.
+function H.run_lens(lenses)
+  for _, lens in ipairs(lenses) do
+    if type(lens.title) == "string" and lens.title:find("✦", 1, true) == 1 then
+      return lens
+    end
+  end
 end
 
 function H.resolved(bufnr)

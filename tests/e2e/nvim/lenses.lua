@@ -43,17 +43,18 @@ H.run(function()
     H.result.approve = gate
   end)
   H.wait(15000, function()
-    local lenses = H.lenses(bufnr)
-    return #lenses > 0 and type(lenses[1].title) == "string" and lenses[1].title:find("approved", 1, true) ~= nil
+    local lens = H.run_lens(H.lenses(bufnr))
+    return lens ~= nil and lens.title:find("approved", 1, true) ~= nil
   end, "the lens to show the approval after workspace/codeLens/refresh")
   H.result.after_refresh = { lenses = H.lenses(bufnr), shown = H.lens_text(bufnr) }
 
   -- A line added above the AI lines and saved: the lenses move down with them.
   vim.api.nvim_buf_set_lines(bufnr, 0, 0, false, { "# a human comment" })
   vim.cmd("silent write")
+  -- The run's lens moves down with its lines; the actions stay at the top of the file.
   H.wait(15000, function()
-    local lenses = H.lenses(bufnr)
-    return H.resolved(bufnr) and lenses[1].line == H.result.on_open.lenses[1].line + 1
-  end, "the lenses to move down after a save")
+    local lens = H.run_lens(H.lenses(bufnr))
+    return H.resolved(bufnr) and lens ~= nil and lens.line == H.run_lens(H.result.on_open.lenses).line + 1
+  end, "the run's lens to move down after a save")
   H.result.after_save = { lenses = H.lenses(bufnr), shown = H.lens_text(bufnr) }
 end)
