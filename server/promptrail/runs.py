@@ -394,6 +394,11 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
     settings = workspace.config.agent
     if "\0" in prompt:
         raise PromptrailError("the prompt contains a NUL byte; remove it and retry")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:  # bytes a non-UTF-8 terminal sent, kept by surrogateescape
+        raise PromptrailError(f"the prompt is not valid UTF-8 (at character {exc.start + 1}); set your terminal "
+                              "to UTF-8 (e.g. LANG=C.UTF-8) and retry") from None
     mode = request.mode or settings.mode
     if mode not in MODES:
         raise PromptrailError(f"unknown mode '{mode}'; use isolated or direct")

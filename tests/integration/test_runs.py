@@ -285,6 +285,17 @@ def test_nul_byte_in_prompt_is_refused(repo):
         run_prompt(repo, [Write("x.py", "1\n")], prompt="fix\0it")
 
 
+def test_a_prompt_that_is_not_utf8_is_refused_before_anything_is_written(repo, sample_transcript):
+    # A Latin-1 terminal sends "café" as the byte 0xe9; Python keeps it as a lone surrogate.
+    result = subprocess.run([sys.executable.encode(), b"-m", b"promptrail", b"run", b"fix caf\xe9",
+                             b"--transcript", bytes(sample_transcript), b"--repo", bytes(repo)],
+                            capture_output=True, env={**os.environ, "LANG": "C.UTF-8"})
+    assert result.returncode == 2
+    assert result.stderr.decode() == ("promptrail: error: the prompt is not valid UTF-8 (at character 8); set your "
+                                      "terminal to UTF-8 (e.g. LANG=C.UTF-8) and retry\n")
+    assert not (repo / ".git" / "promptrail" / "audit.db").exists() or Workspace(repo).store.list_runs() == []
+
+
 def test_prune_removes_clean_worktrees_and_keeps_uncommitted_work(repo, tmp_path):
     write_hook(repo, "exit 1\n")
     rejected = run_prompt(repo, [Write("kept.py", "1\n")])  # hook_failed: the change waits in its worktree
