@@ -116,6 +116,10 @@ class Run:
         #: Where the agent says it works (a replay reports the recorded folder): tool paths are
         #: shown relative to it, or else to the run's own folder.
         self.agent_cwd: Path | None = None
+        #: Tool call id → its one-line description, so a result that does not follow its own call
+        #: (an agent that asked for several tools at once) says which call it answers.
+        self.tool_calls: dict[str, str] = {}
+        self.last_tool_call: str | None = None
         #: The CLAUDE.md check's summary once the commit was checked (``RunStatus.violations``).
         self.check_summary: dict[str, Any] | None = None
 
@@ -217,9 +221,14 @@ class Run:
         if isinstance(event, Text):
             self.log.add("text", event.text)
         elif isinstance(event, ToolUse):
-            self.log.add("tool_use", describe_tool_use(event, self.agent_cwd or workdir))
+            self.tool_calls[event.id] = describe_tool_use(event, self.agent_cwd or workdir)
+            self.last_tool_call = event.id
+            self.log.add("tool_use", self.tool_calls[event.id])
         elif isinstance(event, ToolResult):
-            self.log.add("tool_result", ("error: " if event.is_error else "") + event.content)
+            answers = self.tool_calls.get(event.tool_use_id) if event.tool_use_id != self.last_tool_call else None
+            self.last_tool_call = None
+            label = (f"{answers}:" + ("\n" if "\n" in event.content else " ")) if answers else ""
+            self.log.add("tool_result", label + ("error: " if event.is_error else "") + event.content)
         elif isinstance(event, Raw):
             self.log.add("stderr" if event.stream == "stderr" else "raw", event.text)
         elif isinstance(event, Started):

@@ -232,7 +232,9 @@ def test_escapes_through_dotdot_absolute_paths_and_symlinks_are_refused_and_logg
     assert notes[3] == f"anthropic agent: refused write_file '{outside / 'abs.txt'}': " \
         "an absolute path outside the working directory"
     assert len(notes) == len(calls)
-    assert log_texts(log, "tool_result") == [f"error: {text}" for text in expected.values()]
+    # Eight calls at once, then their eight results: each result names the call it answers.
+    assert log_texts(log, "tool_result") == [f"{call.name} {call.input['path']}: error: {expected[call.id]}"
+                                             for call in calls]
 
 
 def test_anything_under_dot_git_is_refused(repo, fake):

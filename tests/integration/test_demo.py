@@ -35,6 +35,11 @@ def test_demo_without_a_git_identity(tmp_path, isolated_home):
                      "weather/retry.py", "+30", "16,159 in · 880 out · 8,798 cache read · 3,193 cache write",
                      "$0.127 (reported)", "✦ add retries with exponential backoff to fetch() (replay) · $0.127"):
         assert expected in out, expected
+    # The agent asked for two tools at once: each result says which call it answers; a result right
+    # after its own call needs no such label.
+    assert "⚙ Read weather/fetch.py\n⚙ Write weather/retry.py\n  ↳ Read weather/fetch.py:\n    1\t" in out
+    assert "\n  ↳ Write weather/retry.py: File created successfully at: " in out
+    assert "⚙ Edit weather/fetch.py\n  ↳ The file /home/dev/weather/weather/fetch.py has been updated" in out
     # The demo identity lives in the sample repository's own config; nothing global was written.
     assert git(target, "config", "--local", "user.email").strip() == "demo@promptrail.invalid"
     assert not (isolated_home / ".gitconfig").exists()
