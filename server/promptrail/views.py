@@ -143,10 +143,22 @@ def feed_table(events: list[dict[str, Any]]) -> None:
     for event in events:
         data = event["data"]
         # The seal (digests verify recomputes) is for machines; `feed --json` shows it.
-        details = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", []) and k != "seal")
+        details = ", ".join(f"{k}={_feed_value(v)}" for k, v in data.items() if v not in (None, "", []) and k != "seal")
         table.add_row(_text(event["seq"]), _text(event["ts"][:19].replace("T", " ")), _text(event["kind"]),
-                      _text(event.get("run_id") or ""), _text(event.get("actor") or ""), _text(details[:120]))
+                      _text(event.get("run_id") or ""), _text(event.get("actor") or ""), _text(details))
     console.print(table)
+
+
+def _feed_value(value: Any, limit: int = 60) -> str:
+    """One value of a feed event, short enough for a table cell (``feed --json`` has it whole):
+    a commit SHA as 12 digits, a list as its items, a long text cut with an ellipsis."""
+    if isinstance(value, list):
+        text = " ".join(_feed_value(item, limit) for item in value)
+    elif isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def blame_lines(lines: list[dict[str, Any]]) -> None:
@@ -164,7 +176,7 @@ def gate_state(state: Any) -> None:
     console.print(_text(f"gate: {state.label}", style="bold"))
     if state.target:
         console.print(_text(f"target {state.target} · reviewing {(state.sha or '')[:12]} · "
-                            f"{len(state.approvals)}/{state.required_approvals} approvals"
+                            f"{len(state.approvals)} approval(s), {state.required_approvals} required"
                             + (f" · {state.stale_signoffs} stale sign-off(s)" if state.stale_signoffs else "")))
     for check in state.checks:
         style = "green" if check["status"] == "passed" else "red"

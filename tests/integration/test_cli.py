@@ -4,6 +4,7 @@ and `verify` finding tampered feed rows. Runs the real `promptrail` executable."
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -174,6 +175,19 @@ def test_feed_lists_events(repo, ran):
     events = json.loads(cli("feed", "--json", cwd=repo).stdout)
     assert [e["kind"] for e in events] == ["run.succeeded", "run.checked", "run.committed", "run.started"]
     assert all(e["run_id"] == ran["id"] for e in events)
+
+
+def test_feed_table_shortens_values_without_cutting_them_silently(repo, tmp_path):
+    prompt = "rename every helper in the utilities module so that the names say what the helpers do"
+    transcript = write_transcript(tmp_path / "t.jsonl", [Write("a.py", "1\n"), Write("b.py", "2\n")])
+    ran = json.loads(cli("run", prompt, "--transcript", str(transcript), "--json", cwd=repo).stdout)
+    out = subprocess.run([sys.executable, "-m", "promptrail", "feed"], cwd=repo, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "400"}).stdout
+    rows = {line.split("│")[2].strip(): line.split("│")[5].strip() for line in out.splitlines() if "│" in line}
+    assert rows["run.committed"] == (f"branch=promptrail/{ran['id']}, commit={ran['commit_sha'][:12]}, "
+                                     "files=a.py b.py")
+    assert rows["run.started"] == (f"agent=replay, base_sha={ran['base_sha'][:12]}, mode=isolated, "
+                                   f"prompt={prompt[:59]}…")
 
 
 def test_blame_refuses_folders_binaries_and_git_internals(repo):

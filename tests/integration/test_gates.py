@@ -429,6 +429,10 @@ def test_gate_cli(repo, ran):
     as_user(repo, "lead@example.com")
     approved = cli("gate", "approve", ran["id"][:6], "--comment", "ok", "--json")
     assert json.loads(approved.stdout)["label"] == "approved by lead@example.com"
+    as_user(repo, "second@example.com")
+    assert cli("gate", "approve", ran["id"]).stdout == (
+        "gate: approved by lead@example.com, second@example.com\n"
+        f"target main · reviewing {ran['commit_sha'][:12]} · 2 approval(s), 1 required\nready to merge\n")
     assert json.loads(cli("gate", "merge", ran["id"], "--json").stdout)["status"] == "merged"
     shown = json.loads(cli("show", ran["id"], "--json").stdout)
     assert shown["gate"]["status"] == "merged"
