@@ -136,6 +136,10 @@ def mismatch(reported: float | None, computed: float | None) -> bool:
 
 
 # -- spend ----------------------------------------------------------------------------------------
+#: The token counts a spend report sums, in the order tables show them.
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
+
+
 def spend_report(store: Any, *, by: str = "day", since: str | None = None) -> dict[str, Any]:
     """Spend grouped ``by`` user | model | day | agent since a date (YYYY-MM-DD, local time).
     Runs whose cost is unknown are counted apart, never as $0."""
@@ -161,12 +165,12 @@ def spend_report(store: Any, *, by: str = "day", since: str | None = None) -> di
     rows = store.query(sql, params)
     groups = [{"key": r["key"], "runs": r["runs"], "cost_usd": r["cost_usd"] if r["priced"] else None,
                "unknown_cost_runs": r["runs"] - r["priced"], "cost_mismatch_runs": r["mismatched"] or 0,
-               "tokens": {"input": r["input"], "output": r["output"], "cache_read": r["cache_read"],
-                          "cache_write": r["cache_write"]}} for r in rows]
+               "tokens": {kind: r[kind] for kind in TOKEN_KINDS}} for r in rows]
     priced = [g["cost_usd"] for g in groups if g["cost_usd"] is not None]
     return {"by": by, "since": since, "groups": groups,
             "total": {"runs": sum(g["runs"] for g in groups), "cost_usd": sum(priced) if priced else None,
-                      "unknown_cost_runs": sum(g["unknown_cost_runs"] for g in groups)}}
+                      "unknown_cost_runs": sum(g["unknown_cost_runs"] for g in groups),
+                      "tokens": {kind: sum(g["tokens"][kind] for g in groups) for kind in TOKEN_KINDS}}}
 
 
 def spent_today(store: Any, actor_email: str | None = None) -> float:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from promptrail.costs import TOKEN_KINDS
 from promptrail.queries import format_cost
 
 console = Console(highlight=False, markup=False, emoji=False)
@@ -279,14 +280,10 @@ def costs_table(report: dict[str, Any]) -> None:
     columns = (report["by"], "runs", "cost", "unknown cost", "input tok", "output tok", "cache read", "cache write")
     for column in columns:
         table.add_column(column, justify="left" if column == report["by"] else "right")
-    for group in report["groups"]:
+    rows = [(group, "") for group in report["groups"]] + [({"key": "total", **report["total"]}, "bold")]
+    for group, style in rows:
         tokens = group["tokens"]
-        table.add_row(_text(group["key"]), _text(group["runs"]), _text(format_cost(group["cost_usd"])),
-                      _text(group["unknown_cost_runs"] or ""), _text(f"{tokens['input']:,}"),
-                      _text(f"{tokens['output']:,}"), _text(f"{tokens['cache_read']:,}"),
-                      _text(f"{tokens['cache_write']:,}"))
-    total = report["total"]
-    table.add_row(Text("total", style="bold"), _text(total["runs"]),
-                  _text(format_cost(total["cost_usd"]), style="bold"), _text(total["unknown_cost_runs"] or ""),
-                  "", "", "", "")
+        table.add_row(_text(group["key"], style=style), _text(group["runs"]),
+                      _text(format_cost(group["cost_usd"]), style=style), _text(group["unknown_cost_runs"] or ""),
+                      *(_text(f"{tokens[kind]:,}") for kind in TOKEN_KINDS))
     console.print(table)

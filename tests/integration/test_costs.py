@@ -155,7 +155,8 @@ def test_costs_report_groups_and_keeps_unknown_apart(repo, tmp_path):
     report = costs.spend_report(Workspace(repo).store, by="model")
     assert [(g["key"], g["runs"], g["cost_usd"], g["unknown_cost_runs"]) for g in report["groups"]] == [
         ("claude-sonnet-4-5", 1, 0.45, 0), ("mystery-model", 1, None, 1)]
-    assert report["total"] == {"runs": 2, "cost_usd": 0.45, "unknown_cost_runs": 1}
+    assert report["total"] == {"runs": 2, "cost_usd": 0.45, "unknown_cost_runs": 1,
+                               "tokens": {"input": 200_000, "output": 20_000, "cache_read": 0, "cache_write": 0}}
     assert costs.spend_report(Workspace(repo).store, since="2999-01-01")["groups"] == []
 
 

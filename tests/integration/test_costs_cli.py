@@ -59,7 +59,7 @@ def test_costs_by_user_is_the_whole_json_shape(three_runs):
                     "cost_mismatch_runs": 0, "tokens": tokens(101_000, 10_100)},
                    {"key": "lead@example.com", "runs": 1, "cost_usd": 0.15, "unknown_cost_runs": 0,
                     "cost_mismatch_runs": 0, "tokens": tokens(100_000, 10_000)}],
-        "total": {"runs": 3, "cost_usd": 0.6, "unknown_cost_runs": 1}}
+        "total": {"runs": 3, "cost_usd": 0.6, "unknown_cost_runs": 1, "tokens": tokens(201_000, 20_100)}}
 
 
 def test_costs_by_model_day_and_agent(three_runs):
@@ -79,7 +79,7 @@ def test_costs_since_a_past_date(three_runs):
     assert [(g["key"], g["runs"], g["cost_usd"]) for g in report["groups"]] == [
         ("dev@example.com", 1, None), ("lead@example.com", 1, 0.15)]
     assert report["since"] == "2026-03-02"
-    assert report["total"] == {"runs": 2, "cost_usd": 0.15, "unknown_cost_runs": 1}
+    assert report["total"] == {"runs": 2, "cost_usd": 0.15, "unknown_cost_runs": 1, "tokens": tokens(101_000, 10_100)}
     assert costs_json(three_runs, "--since", "2026-03-06")["groups"] == []
 
 
@@ -96,7 +96,7 @@ def test_costs_as_a_table(three_runs):
     lines = [[cell for cell in line.split() if cell not in "│┃"] for line in result.stdout.splitlines()]
     assert ["claude-haiku-4-5", "1", "$0.150", "100,000", "10,000", "0", "0"] in lines
     assert ["mystery-model", "1", "cost", "unknown", "1", "1,000", "100", "0", "0"] in lines
-    assert ["total", "3", "$0.600", "1"] in lines
+    assert ["total", "3", "$0.600", "1", "201,000", "20,100", "0", "0"] in lines
 
 
 def test_the_price_table_errors_reach_the_cli(repo, tmp_path):
