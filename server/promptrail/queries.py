@@ -204,6 +204,7 @@ def blame(workspace: Workspace, path: str, rev: str | None = None) -> list[dict[
     from pathlib import Path
 
     repo = workspace.repo
+    shown_rev = rev
     if not path:
         raise PromptrailError("no file given; `promptrail blame FILE`")
     relpath = repo.relpath(Path(path) if rev is None or Path(path).is_absolute() else repo.root / path)
@@ -220,10 +221,13 @@ def blame(workspace: Workspace, path: str, rev: str | None = None) -> list[dict[
                 raise PromptrailError(f"{path} is a binary file; blame shows text files")
         text = _read(absolute)
     else:
-        shown = repo.run("show", f"{rev}:{relpath}")
-        if not shown.ok:
-            raise PromptrailError(f"{path} does not exist at '{rev}'")
-        text = shown.stdout
+        rev = _commit_of(repo, rev)
+        kind = repo.run("cat-file", "-t", f"{rev}:{relpath}").stdout.strip()
+        if kind == "tree":
+            raise PromptrailError(f"{path} is a folder at '{shown_rev}'; blame a file in it")
+        if kind != "blob":
+            raise PromptrailError(f"{path} does not exist at '{shown_rev}'")
+        text = repo.check("cat-file", "blob", f"{rev}:{relpath}")
     shas = blame_lines(repo, relpath, rev=rev)
     run_of = workspace.resolver.resolve(set(shas))
     runs = {run_id: with_live_gate(workspace, row)
@@ -239,3 +243,13 @@ def blame(workspace: Workspace, path: str, rev: str | None = None) -> list[dict[
         out.append({"line": number + 1, "text": line, "commit": sha, "run_id": run_id,
                     "label": lens_title(row) if row else None})
     return out
+
+
+def _commit_of(repo, rev: str) -> str:
+    """The commit SHA ``rev`` names; never read as an option (``--output=…`` is a revision here)."""
+    if rev.startswith("-") or not rev.strip():
+        raise PromptrailError(f"'{rev}' is not a revision; name a commit, branch or tag (e.g. promptrail/RUN-ID)")
+    resolved = repo.run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if not resolved.ok:
+        raise PromptrailError(f"unknown revision '{rev}'; name a commit, branch or tag (e.g. promptrail/RUN-ID)")
+    return resolved.stdout.strip()

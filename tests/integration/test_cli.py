@@ -203,6 +203,26 @@ def test_blame_refuses_folders_binaries_and_git_internals(repo):
         assert (result.returncode, result.stderr) == (2, f"promptrail: error: {message}\n"), args
 
 
+def test_blame_rev_is_a_revision_never_an_option(repo, ran, tmp_path):
+    branch = f"promptrail/{ran['id']}"
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "m.py").write_text("x = 1\n")
+    git(repo, "add", "pkg")
+    git(repo, "commit", "-qm", "pkg")
+    for args, message in (
+            (["--rev", f"--output={tmp_path / 'pwn'}", "README.md"],
+             f"'--output={tmp_path / 'pwn'}' is not a revision; name a commit, branch or tag (e.g. promptrail/RUN-ID)"),
+            (["--rev", "HEAD~5", "README.md"],
+             "unknown revision 'HEAD~5'; name a commit, branch or tag (e.g. promptrail/RUN-ID)"),
+            (["--rev", "HEAD", "pkg"], "pkg is a folder at 'HEAD'; blame a file in it"),
+            (["--rev", branch, "missing.py"], f"missing.py does not exist at '{branch}'")):
+        result = cli("blame", *args, cwd=repo)
+        assert (result.returncode, result.stderr) == (2, f"promptrail: error: {message}\n"), args
+    assert list(tmp_path.glob("pwn*")) == []
+    lines = json.loads(cli("blame", "--rev", branch, "hello.py", "--json", cwd=repo).stdout)
+    assert [(line["text"], line["run_id"]) for line in lines] == [("a = 1", ran["id"]), ("b = 2", ran["id"])]
+
+
 def test_config_typos_are_errors(repo):
     (repo / ".promptrail.toml").write_text("[agent]\nmode = \"direct\"\n\n[gaet]\nrequired_approvals = 2\n")
     result = cli("run", "x", "--transcript", "t.jsonl", cwd=repo)
