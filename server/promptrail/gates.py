@@ -135,7 +135,9 @@ def load_policy(repo: Repo, branch: str) -> GatePolicy:
     shown = repo.run("show", f"{branch}:{REPO_CONFIG_NAME}")
     if not shown.ok:
         if not repo.run("rev-parse", "-q", "--verify", f"refs/heads/{branch}").ok:
-            raise PromptrailError(f"the gate's target branch '{branch}' does not exist")
+            raise PromptrailError(f"the gate's target branch '{branch}' does not exist (a repository without "
+                                  "commits has none yet); create it with a first commit, or set [gate] target "
+                                  "in .promptrail.toml to an existing branch")
         return GatePolicy(source="defaults")
     return parse_policy(shown.stdout, f"{branch}:{REPO_CONFIG_NAME}")
 
@@ -548,6 +550,8 @@ def merge(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> 
     target, tip = state.target, state.sha
     assert target and tip
     with repo.write_lock():
+        # Checked again under the lock: of two merges at once, the second finds the first's record.
+        _refuse_if_done(workspace, run["id"], target)
         old = _branch_tip(repo, target)
         if old is None:
             raise PromptrailError(f"the target branch '{target}' does not exist")
@@ -556,10 +560,19 @@ def merge(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> 
         else:
             new, how = _merge_commit(workspace, run, old, tip, actor), "merge commit"
         _advance(repo, target, old, new, actor)
-    workspace.store.update_run(run["id"], gate_status="merged")
-    workspace.store.record_event("deployed", run_id=run["id"], actor=str(actor),
-                                 data={"sha": tip, "target": target, "from": old, "to": new, "how": how})
+        workspace.store.update_run(run["id"], gate_status="merged")
+        workspace.store.record_event("deployed", run_id=run["id"], actor=str(actor),
+                                     data={"sha": tip, "target": target, "from": old, "to": new, "how": how})
     return _refresh(workspace, run["id"], sink)
+
+
+def _refuse_if_done(workspace: Workspace, run_id: str, target: str) -> None:
+    """Refuse to merge a run that is already merged or rolled back (read fresh from the store)."""
+    status = (workspace.store.get_run(run_id) or {}).get("gate_status")
+    if status == "merged":
+        raise PromptrailError(f"run {run_id} is already merged into {target}")
+    if status == "rolled back":
+        raise PromptrailError(f"run {run_id} is already rolled back")
 
 
 def _merge_commit(workspace: Workspace, run: dict[str, Any], old: str, tip: str, actor: Identity) -> str:
@@ -605,6 +618,9 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
     _, target = policy_for(workspace, run)
     before, after = _merged_range(workspace, run)
     with repo.write_lock():
+        current = store.get_run(run["id"]) or {}
+        if current.get("gate_status") == "rolled back":  # another rollback got here first
+            raise PromptrailError(f"run {run['id']} is already rolled back")
         old = _branch_tip(repo, target)
         if old is None or not repo.run("merge-base", "--is-ancestor", after, old).ok:
             raise PromptrailError(f"run {run['id']} is not on {target}; only a merged run can be rolled back")
@@ -629,22 +645,23 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
                 raise PromptrailError(f"the revert commit was refused: {committed.output}")
             new = repo.run("rev-parse", "HEAD", cwd=folder).stdout.strip()
         _advance(repo, target, old, new, actor)
-    files = [f.as_dict() for f in gitcommit.changes_in_commit(repo, new)]
-    store.insert_run({"id": rollback_id, "prompt": summary, "summary": summary, "actor_name": actor.name,
-                      "actor_email": actor.email, "agent": "rollback", "agent_label": "git revert",
-                      "model": None, "mode": "direct", "status": "succeeded", "base_sha": old,
-                      "commit_sha": new, "branch": target, "target_branch": target, "repo_root": str(repo.root),
-                      "started_at": started, "ended_at": utc_now(), "gate_status": "merged",
-                      # No model was involved: a revert's cost is known to be nothing.
-                      "cost_usd": 0.0, "cost_source": "no agent",
-                      "reverts_run_id": run["id"]}, event_actor=str(actor))
-    store.set_run_files(rollback_id, files)
-    gitcommit.add_note(repo, new, {"run_id": rollback_id, "reverts": run["id"], "tool": "promptrail",
-                                   "actor": {"name": actor.name, "email": actor.email}})
-    store.update_run(run["id"], gate_status="rolled back")
-    store.record_event("rolled_back", run_id=run["id"], actor=str(actor),
-                       data={"target": target, "reverted": f"{before}..{after}", "revert_commit": new,
-                             "rollback_run": rollback_id})
+        files = [f.as_dict() for f in gitcommit.changes_in_commit(repo, new)]
+        store.insert_run({"id": rollback_id, "prompt": summary, "summary": summary, "actor_name": actor.name,
+                          "actor_email": actor.email, "agent": "rollback", "agent_label": "git revert",
+                          "model": None, "mode": "direct", "status": "succeeded", "base_sha": old,
+                          "commit_sha": new, "branch": target, "target_branch": target,
+                          "repo_root": str(repo.root), "started_at": started, "ended_at": utc_now(),
+                          "gate_status": "merged",
+                          # No model was involved: a revert's cost is known to be nothing.
+                          "cost_usd": 0.0, "cost_source": "no agent",
+                          "reverts_run_id": run["id"]}, event_actor=str(actor))
+        store.set_run_files(rollback_id, files)
+        gitcommit.add_note(repo, new, {"run_id": rollback_id, "reverts": run["id"], "tool": "promptrail",
+                                       "actor": {"name": actor.name, "email": actor.email}})
+        store.update_run(run["id"], gate_status="rolled back")
+        store.record_event("rolled_back", run_id=run["id"], actor=str(actor),
+                           data={"target": target, "reverted": f"{before}..{after}", "revert_commit": new,
+                                 "rollback_run": rollback_id})
     if sink:
         sink.emit(RunStatus(run["id"], run["status"], commit=run["commit_sha"], gate={"status": "rolled back"}))
     return run_json(workspace, rollback_id)

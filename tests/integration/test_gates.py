@@ -16,7 +16,7 @@ import pytest
 from promptrail import gates, queries
 from promptrail.errors import PromptrailError
 from promptrail.workspace import Workspace
-from tests.conftest import git
+from tests.conftest import git, make_repo
 from tests.integration.test_runs import run_prompt
 from tests.support.transcripts import Edit, Write
 
@@ -530,3 +530,29 @@ def test_a_check_that_escapes_its_group_times_out_cleanly(repo):
     (check,) = json.loads(result.stdout)["checks"]
     assert (check["name"], check["status"]) == ("daemon", "timed_out")
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_a_run_in_a_repository_without_commits_names_the_missing_target(tmp_path):
+    repo = make_repo(tmp_path / "empty")
+    data = run_prompt(repo, [Write("first.py", "1\n")])
+    assert data["status"] == "succeeded" and data["gate"]["status"] == "policy error"
+    as_user(repo, "lead@example.com")
+    message = ("the gate's target branch 'main' does not exist (a repository without commits has none yet); create "
+               "it with a first commit, or set [gate] target in .promptrail.toml to an existing branch")
+    for operation in (lambda: gates.sign_off(Workspace(repo), data["id"], "approve"),
+                      lambda: gates.merge(Workspace(repo), data["id"])):
+        with pytest.raises(PromptrailError) as excinfo:
+            operation()
+        assert str(excinfo.value) == message
+
+
+def test_two_merges_at_once_deploy_the_run_once(repo, ran):
+    as_user(repo, "lead@example.com")
+    gates.sign_off(Workspace(repo), ran["id"], "approve")
+    command = [sys.executable, "-m", "promptrail", "gate", "merge", ran["id"], "--repo", str(repo)]
+    merges = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = sorted((merge.wait(timeout=60), merge.communicate()[1]) for merge in merges)
+    refused = f"promptrail: error: run {ran['id']} is already merged into main\n"
+    assert results == [(0, ""), (2, refused), (2, refused)]
+    deployed = [e for e in queries.feed(Workspace(repo)) if e["kind"] == "deployed"]
+    assert len(deployed) == 1 and deployed[0]["data"]["to"] == ran["commit_sha"]
