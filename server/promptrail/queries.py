@@ -67,11 +67,20 @@ def run_dict(row: dict[str, Any], files: list[dict[str, Any]] | None = None) -> 
 
 
 def history(workspace: Workspace, *, search: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    return [run_dict(with_live_gate(workspace, row)) for row in workspace.store.list_runs(search=search, limit=limit)]
+    rows = workspace.store.list_runs(search=search, limit=_row_limit(limit))
+    return [run_dict(with_live_gate(workspace, row)) for row in rows]
 
 
 def feed(workspace: Workspace, *, limit: int = 100) -> list[dict[str, Any]]:
-    return workspace.store.feed(limit=limit)
+    return workspace.store.feed(limit=_row_limit(limit))
+
+
+def _row_limit(limit: int) -> int:
+    """How many rows a listing may return: at least one; any larger number means "all" (SQLite
+    takes at most a 64-bit integer)."""
+    if limit < 1:
+        raise PromptrailError(f"the limit must be 1 or more, not {limit}")
+    return min(int(limit), 2**62)
 
 
 def run_log(workspace: Workspace, run_ref: str) -> list[dict[str, Any]]:

@@ -109,3 +109,15 @@ async def test_log_command_matches_the_cli(lsp: LanguageClient, lsp_folders: Lsp
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
     with pytest.raises(JsonRpcException, match="unknown run id 'nope'"):
         await execute(lsp, "promptrail.log", {"runId": "nope"})
+
+
+async def test_listing_limits_out_of_range_are_refused(lsp: LanguageClient, lsp_folders: LspFolders):
+    for command, limit, message in (("promptrail.feed", float("inf"), "limit must be a non-negative number, not inf"),
+                                    ("promptrail.history", float("nan"), "limit must be a non-negative number, not nan"),
+                                    ("promptrail.history", 0, "the limit must be 1 or more, not 0")):
+        with pytest.raises(JsonRpcException) as excinfo:
+            await execute(lsp, command, {"limit": limit})
+        assert excinfo.value.message == message
+    # A huge number just means "all of them".
+    assert await execute(lsp, "promptrail.feed", {"limit": 10**30}) == []
+    assert await execute(lsp, "promptrail.history", {"limit": 1e308}) == []

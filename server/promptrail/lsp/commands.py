@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from lsprotocol import types
@@ -72,7 +73,7 @@ def _number(opts: dict[str, Any], name: str, default: float, kind: type = int) -
     value = opts.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise PromptrailError(f"{name} must be a non-negative number, not {value!r}")
     return kind(value)
 
