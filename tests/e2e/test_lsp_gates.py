@@ -112,9 +112,10 @@ async def test_log_command_matches_the_cli(lsp: LanguageClient, lsp_folders: Lsp
 
 
 async def test_listing_limits_out_of_range_are_refused(lsp: LanguageClient, lsp_folders: LspFolders):
-    for command, limit, message in (("promptrail.feed", float("inf"), "limit must be a non-negative number, not inf"),
-                                    ("promptrail.history", float("nan"), "limit must be a non-negative number, not nan"),
-                                    ("promptrail.history", 0, "the limit must be 1 or more, not 0")):
+    for command, limit, message in (
+            ("promptrail.feed", float("inf"), "limit must be a non-negative number, not inf"),
+            ("promptrail.history", float("nan"), "limit must be a non-negative number, not nan"),
+            ("promptrail.history", 0, "the limit must be 1 or more, not 0")):
         with pytest.raises(JsonRpcException) as excinfo:
             await execute(lsp, command, {"limit": limit})
         assert excinfo.value.message == message
