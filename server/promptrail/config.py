@@ -11,6 +11,7 @@ A section's own parser reports a bad value as a ``ConfigValueError`` naming the 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -155,8 +156,9 @@ def _read_file(path: Path) -> ConfigFile:
 
 def parse_toml(text: str, origin: str) -> dict[str, Any]:
     """Parse TOML text from ``origin`` (a path, or ``branch:path`` for committed files)."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some Windows editors write
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib says "... (at line N, column M)"; restate it as origin:line first.
         message = str(exc)
@@ -166,6 +168,24 @@ def parse_toml(text: str, origin: str) -> dict[str, Any]:
             line = ":" + where.split(",")[0]
             message = message.rsplit(" (at line ", 1)[0]
         raise PromptrailError(f"{origin}{line}: invalid TOML: {message}; fix the file and retry") from None
+    # TOML allows nan and inf, but no setting means either (a timeout of nan s stops at once).
+    for keys, value in _floats(data):
+        if not math.isfinite(value):
+            line = line_of(text, keys)
+            raise PromptrailError(f"{origin}{f':{line}' if line else ''}: {'.'.join(map(str, keys))} = {value} "
+                                  "is not a usable number; write a finite one")
+    return data
+
+
+def _floats(node: Any, keys: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], float]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _floats(value, keys + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _floats(value, keys + (index,))
+    elif isinstance(node, float):
+        yield keys, node
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +229,8 @@ def load_config(repo_root: Path | None) -> Config:
         candidates.append(Path(repo_root) / REPO_CONFIG_NAME)
     for path in candidates:
         if not path.is_file():
+            if path.exists() or path.is_symlink():  # a folder, a dangling link, a device: not silently skipped
+                raise PromptrailError(f"{path} is not a readable file; make it a TOML file or remove it")
             continue
         file = _read_file(path)
         for name, value in file.data.items():

@@ -42,6 +42,8 @@ SEVERITIES = ("error", "warning", "info", "hint")
 _GATE_KEYS = {"target", "required_approvals", "approvers", "allow_self_approval", "check", "block_on"}
 _CHECK_KEYS = {"name", "run", "timeout_s"}
 REVERTS_TRAILER = "Promptrail-Reverts"
+#: More sign-offs than any team gathers: a larger number is a typo that would block every merge.
+MAX_APPROVALS = 100
 #: A budget-capped run's partial work may be merged once approved; a failed run's may not.
 MERGEABLE_STATES = ("succeeded", "needs_attention", "budget_exceeded")
 
@@ -97,8 +99,9 @@ def parse_policy(text: str, origin: str) -> GatePolicy:
         policy.target = gate["target"]
     if "required_approvals" in gate:
         value = gate["required_approvals"]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise fail(("gate", "required_approvals"), "required_approvals must be a whole number ≥ 0")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_APPROVALS:
+            raise fail(("gate", "required_approvals"),
+                       f"required_approvals must be a whole number from 0 to {MAX_APPROVALS}")
         policy.required_approvals = value
     if "approvers" in gate:
         value = gate["approvers"]

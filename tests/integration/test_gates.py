@@ -310,6 +310,8 @@ def test_a_misspelt_gate_section_refuses_every_gate_operation(repo, ran, section
      "[gate] unknown key 'cmd' in [[gate.check]]", 8),
     ('gate = 1\n', "'gate' must be a table ([gate])", 1),
     ('[gate]\ncheck = [1]\n', "[gate] check must be written as [[gate.check]] tables", 2),
+    ('[gate]\nrequired_approvals = 99999999999999999999\n',
+     "[gate] required_approvals must be a whole number from 0 to 100", 2),
 ])
 def test_policy_mistakes_name_their_own_line(text, message, line):
     with pytest.raises(PromptrailError) as excinfo:

@@ -164,6 +164,36 @@ def test_section_config_errors_name_file_and_line(tmp_path, section, text, line,
     assert _config_error(tmp_path, text, section=section) == f"{tmp_path / '.promptrail.toml'}:{line}: {message}"
 
 
+@pytest.mark.parametrize("text, message", [
+    ("[agent]\nmodel = 'm'\nsilence_timeout_s = nan\n",
+     ":3: agent.silence_timeout_s = nan is not a usable number; write a finite one"),
+    ("[budget]\nper_run_usd = inf\n", ":2: budget.per_run_usd = inf is not a usable number; write a finite one"),
+    ("[gate]\n[[gate.check]]\nname = 'a'\nrun = 'x'\ntimeout_s = -inf\n",
+     ":5: gate.check.0.timeout_s = -inf is not a usable number; write a finite one"),
+])
+def test_nan_and_inf_are_refused_wherever_they_are_written(tmp_path, text, message):
+    (tmp_path / ".promptrail.toml").write_text(text)
+    with pytest.raises(PromptrailError) as excinfo:
+        load_config(tmp_path)
+    assert str(excinfo.value) == f"{tmp_path / '.promptrail.toml'}{message}"
+
+
+def test_a_config_that_is_not_a_file_is_an_error_and_a_bom_is_read(tmp_path):
+    path = tmp_path / ".promptrail.toml"
+    path.mkdir()
+    with pytest.raises(PromptrailError) as excinfo:
+        load_config(tmp_path)
+    assert str(excinfo.value) == f"{path} is not a readable file; make it a TOML file or remove it"
+    path.rmdir()
+    path.symlink_to(tmp_path / "gone.toml")
+    with pytest.raises(PromptrailError) as excinfo:
+        load_config(tmp_path)
+    assert str(excinfo.value) == f"{path} is not a readable file; make it a TOML file or remove it"
+    path.unlink()
+    path.write_text('\ufeff[agent]\nmode = "direct"\n', encoding="utf-8")  # as some Windows editors save it
+    assert load_config(tmp_path).agent.mode == "direct"
+
+
 def test_config_errors_name_the_file_that_set_the_value(tmp_path, isolated_home):
     user = user_config_path()
     # The value at fault is the user's: the repository's file sets other keys of the same section.
