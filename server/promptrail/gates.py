@@ -42,6 +42,8 @@ SEVERITIES = ("error", "warning", "info", "hint")
 _GATE_KEYS = {"target", "required_approvals", "approvers", "allow_self_approval", "check", "block_on"}
 _CHECK_KEYS = {"name", "run", "timeout_s"}
 REVERTS_TRAILER = "Promptrail-Reverts"
+#: A check's output kept in the run's log: enough for any test report, not a runaway's 50 MB.
+CHECK_LOG_LINES = 20_000
 #: More sign-offs than any team gathers: a larger number is a typo that would block every merge.
 MAX_APPROVALS = 100
 #: A budget-capped run's partial work may be merged once approved; a failed run's may not.
@@ -491,10 +493,17 @@ async def run_check(spec: CheckSpec, folder: Path, log: Any) -> dict[str, Any]:
 
     async def pump() -> None:
         assert process.stdout is not None
+        lines = 0
         async for line in read_lines(process.stdout):
-            text = decode_line(line)
-            output.append(text)
-            log.add("check", text)
+            lines += 1
+            if lines <= CHECK_LOG_LINES:
+                text = decode_line(line)
+                output.append(text)
+                log.add("check", text)
+            elif lines == CHECK_LOG_LINES + 1:
+                output.append(f"[promptrail] the check printed more than {CHECK_LOG_LINES:,} lines; the rest is "
+                              "not kept (the check goes on, and its exit code decides)")
+                log.add("warning", output[-1])
 
     status = "passed"
     try:

@@ -240,6 +240,20 @@ def test_check_that_hangs_is_stopped_at_its_timeout(repo):
     assert seqs == list(range(1, len(seqs) + 1))  # the check's lines continue the run's log
 
 
+def test_a_checks_runaway_output_is_kept_up_to_a_limit(repo, monkeypatch):
+    monkeypatch.setattr(gates, "CHECK_LOG_LINES", 3)
+    commit_policy(repo, '[gate]\n[[gate.check]]\nname = "loud"\nrun = "seq 1 10; exit 1"\n')
+    data = run_prompt(repo, [Write("feature.py", "1\n")])
+    ws = Workspace(repo)
+    (check,) = asyncio.run(gates.simulate(ws, data["id"])).checks
+    cut = ("[promptrail] the check printed more than 3 lines; the rest is not kept (the check goes on, and its exit "
+           "code decides)")
+    assert (check["status"], check["exit_code"], check["output"].splitlines()) == ("failed", 1, ["1", "2", "3", cut])
+    log = ws.store.log(data["id"])
+    assert [(e["kind"], e["text"]) for e in log[-5:-1]] == [("check", "1"), ("check", "2"), ("check", "3"),
+                                                            ("warning", cut)]
+
+
 def test_green_checks_and_approval_merge_fast_forward(repo):
     commit_policy(repo, '[gate]\n[[gate.check]]\nname = "exists"\nrun = "test -f feature.py && echo fine"\n')
     data = run_prompt(repo, [Write("feature.py", "1\n")])
