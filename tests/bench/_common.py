@@ -31,6 +31,9 @@ PY = sys.executable
 SERVER_COMMAND = [PY, "-m", "promptrail", "serve"]
 MINIMAL_SERVER = [PY, str(Path(__file__).resolve().parent / "minimal_server.py")]
 BENCH_DIR = Path(os.environ.get("PROMPTRAIL_BENCH_DIR", "/tmp/promptrail-bench"))
+# Made on import: scripts create their temporary folders straight inside it, and on a fresh
+# machine nothing else may have made it yet.
+BENCH_DIR.mkdir(parents=True, exist_ok=True)
 IDENTITY = ("Bench Dev", "bench@example.com")
 
 

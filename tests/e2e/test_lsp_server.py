@@ -1,5 +1,7 @@
-"""``promptrail serve`` end to end over stdio: commands, the live log, progress, run status and
-code lenses, against real git repositories and the real audit store (see tests/e2e/conftest.py).
+"""``promptrail serve`` end to end over stdio: commands, the live log, progress, run status (with the
+run's CLAUDE.md violations) and code lenses, what a client that lacks a capability does not get, and a
+``.promptrail.toml`` changed on disk, against real git repositories and the real audit store (see
+tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from promptrail.gitops.repo import NO_IDENTITY
 from tests.conftest import git
+from tests.e2e.clients import WATCHING_FILES, capabilities, session
 from tests.e2e.conftest import (SAMPLE, SERVER_COMMAND, LspFolders, Recorder, cli_json, execute, open_session,
                                wait_until)
+from tests.support.transcripts import Write, write_transcript
 
 pytestmark = pytest.mark.e2e
 
@@ -174,6 +178,96 @@ async def test_cancel_from_the_progress_notification(lsp: LanguageClient, lsp_fo
     assert (await recorder(lsp).wait_final(run_id))["status"] == "cancelled"
 
 
+async def progress_end(client: LanguageClient, run_id: str) -> types.WorkDoneProgressEnd:
+    await wait_until(lambda: isinstance((progress_of(client, run_id) or [None])[-1], types.WorkDoneProgressEnd), 5,
+                     "the end of the run's progress")
+    end = progress_of(client, run_id)[-1]
+    assert isinstance(end, types.WorkDoneProgressEnd)
+    return end
+
+
+async def test_a_failed_run_ends_its_progress_as_failed(lsp: LanguageClient, lsp_folders: LspFolders,
+                                                        tmp_path: Path):
+    transcript = write_transcript(tmp_path / "fail.jsonl", [Write("half.py", "x = 1\n")], is_error=True)
+    run_id = await run_prompt(lsp, lsp_folders, "try something", transcript=str(transcript))
+    final = await recorder(lsp).wait_final(run_id)
+    assert final["status"] == "failed" and final["error"] == "failed badly"
+    end = await progress_end(lsp, run_id)
+    assert end.message == f"run {run_id}: failed · commit {final['commit'][:12]} · $0.0123 · failed badly"
+    assert [type(value) for value in progress_of(lsp, run_id)].count(types.WorkDoneProgressEnd) == 1
+
+
+async def test_a_client_without_lens_refresh_support_is_never_asked_to_refresh(lsp_folders: LspFolders):
+    async with session(lsp_folders, capabilities(workspace={"code_lens": None})) as (client, _):
+        run_id = await run_prompt(client, lsp_folders)
+        final = await recorder(client).wait_final(run_id)
+        assert final["status"] == "succeeded" and final["commit"], "a commit landed: lenses are out of date"
+        await progress_end(client, run_id)
+        # Answered after everything the server sent before: a refresh request would be in by now.
+        await execute(client, "promptrail.showRun", run_id)
+        assert recorder(client).lens_refreshes == 0
+
+
+# -- 3b. CLAUDE.md rules ----------------------------------------------------------------------------------
+#: Two rules a run breaks, on lines we know.
+RULES = "\n".join(["# Rules", "", "```promptrail", "[[rule]]", 'id = "no-todo"', 'paths = ["**/*.py"]',
+                   "forbid = 'TODO'", 'message = "Open an issue instead."', 'severity = "error"', "",
+                   "[[rule]]", 'id = "short-lines"', 'paths = ["**/*.py"]', "max_line_length = 20",
+                   'severity = "warning"', "```", ""])
+
+
+async def test_a_run_that_breaks_the_rules_reports_its_violations(lsp: LanguageClient, lsp_folders: LspFolders,
+                                                                  tmp_path: Path):
+    (lsp_folders.repo / "CLAUDE.md").write_text(RULES)
+    git(lsp_folders.repo, "add", "CLAUDE.md")
+    git(lsp_folders.repo, "commit", "-q", "-m", "rules")
+    long_line = "value = compute(alpha, beta)"
+    transcript = write_transcript(tmp_path / "rules.jsonl", [
+        Write("app.py", f"import logging\n{long_line}\nvalue += 1  # TODO\n")])
+    events = recorder(lsp)
+    run_id = await run_prompt(lsp, lsp_folders, "add app.py", transcript=str(transcript))
+    final = await events.wait_final(run_id)
+    assert final["status"] == "succeeded"
+    assert final["violations"] == {"total": 2, "error": 1, "warning": 1, "info": 0, "hint": 0,
+                                   "policy_change": False}
+    assert all("violations" not in status for status in events.statuses(run_id)[:-1]), "known once checked"
+    # Which rules, where: in the live log (before the final status) and in showRun.
+    checks = [entry["text"] for entry in events.entries(run_id) if entry["kind"] == "check"]
+    assert checks[:2] == [f"app.py:2:21: warning [short-lines] line too long ({len(long_line)} > 20 characters)",
+                          "app.py:3:15: error [no-todo] Open an issue instead."]
+    shown = await execute(lsp, "promptrail.showRun", run_id)
+    assert [(v["rule_id"], v["path"], v["line"], v["start_col"], v["end_col"]) for v in shown["violations"]] == [
+        ("short-lines", "app.py", 2, 20, len(long_line)), ("no-todo", "app.py", 3, 14, 18)]
+
+
+# -- 3c. configuration changed on disk -----------------------------------------------------------------------
+async def test_promptrail_toml_changed_on_disk_is_read_again(lsp_folders: LspFolders):
+    config = lsp_folders.repo / ".promptrail.toml"
+
+    def changed() -> None:
+        client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+            types.FileEvent(uri=lsp_folders.uri(config), type=types.FileChangeType.Changed)]))
+
+    async with session(lsp_folders, WATCHING_FILES) as (client, _):
+        first = await run_prompt(client, lsp_folders)  # reads the configuration: isolated mode by default
+        await recorder(client).wait_final(first)
+        assert (await execute(client, "promptrail.showRun", first))["mode"] == "isolated"
+
+        config.write_text('[agent]\nmode = "direct"\n')
+        git(lsp_folders.repo, "add", ".promptrail.toml")
+        git(lsp_folders.repo, "commit", "-q", "-m", "direct mode")
+        changed()
+        second = await run_prompt(client, lsp_folders, "add a greet function again")
+        await recorder(client).wait_final(second)
+        assert (await execute(client, "promptrail.showRun", second))["mode"] == "direct"
+
+        # Broken now: said at once, not at the next run.
+        config.write_text('[agent]\nmode = "sideways"\n')
+        changed()
+        expected = f"promptrail: {config}:2: [agent] mode = 'sideways' is not a mode; use one of isolated, direct"
+        await wait_until(lambda: any(m.message == expected for m in client.log_messages), 5, "the config error")
+
+
 # -- 4. what the user can get wrong ----------------------------------------------------------------------
 async def test_no_identity_and_no_repository(lsp: LanguageClient, lsp_folders: LspFolders):
     with pytest.raises(JsonRpcException) as no_identity:
@@ -206,8 +300,6 @@ async def test_no_identity_and_no_repository(lsp: LanguageClient, lsp_folders: L
 
 
 async def test_lens_ranges_count_utf16_code_units(lsp: LanguageClient, lsp_folders: LspFolders, tmp_path: Path):
-    from tests.support.transcripts import Write, write_transcript
-
     transcript = write_transcript(tmp_path / "emoji.jsonl", [Write("emoji.py", "a = 1\ns = '😀 日本'\n")])
     run_id = await run_prompt(lsp, lsp_folders, "add emoji", transcript=str(transcript))
     assert (await recorder(lsp).wait_final(run_id))["status"] == "succeeded"

@@ -1,7 +1,7 @@
 """Every run is checked against the CLAUDE.md rules of its base commit: an agent that deletes a
 rule from CLAUDE.md is still judged by it, and its run is flagged policy_change. The outcome is in
-the store, `show --json`, the run's log, the feed and the final RunStatus. Real git, real SQLite,
-the replay agent acting out the session."""
+the store, `show --json`, `show`'s text, the run's log, the feed and the final RunStatus. Real git,
+real SQLite, the replay agent acting out the session."""
 
 from __future__ import annotations
 
@@ -119,6 +119,15 @@ def test_an_agent_that_deletes_a_rule_is_still_checked_against_it(tmp_path):
         f"CLAUDE.md check (rules of base {data['base_sha'][:12]}): 2 error, 1 warning, 1 info · 1 file(s), 4 rule(s)",
         "policy change: this run changes CLAUDE.md (checked against the base commit's rules, not its own)",
     ]
+
+    # `promptrail show`: the counts, then one line per violation (1-based columns, as `check` prints them).
+    shown = subprocess.run([sys.executable, "-m", "promptrail", "show", data["id"]], cwd=repo, capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert [line.rstrip() for line in lines if line.startswith("CLAUDE.md ")] == [
+        "CLAUDE.md  2 error  1 warning  1 info"]
+    assert lines[lines.index("violations") + 1:] == [f"  {line}" for line in checks[:4]]  # the exact lines above
 
     # The feed: run.checked between run.committed and run.succeeded, with counts by severity.
     feed = ws.store.feed(run_id=data["id"])

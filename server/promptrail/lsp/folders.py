@@ -5,6 +5,7 @@ opens one core ``Workspace`` (with its ``Attribution`` lens cache) per folder th
 request needs it — never during ``initialize`` — in a worker thread, and shares it between folders
 that lie in the same repository. A folder that is not a repository is reported once with
 ``window/logMessage``; lens requests there quietly get nothing, commands get the one-line reason.
+An open repository reads its ``.promptrail.toml`` again when the file changes on disk.
 """
 
 from __future__ import annotations
@@ -144,6 +145,13 @@ class Folders:
         self._by_root[workspace.root] = repository
         return repository
 
+    def opened(self, path: Path) -> Repository | None:
+        """The repository holding ``path`` if it is open already; None (without opening it) if not."""
+        task = self._opening.get(self.folder_of(path))
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
     async def for_document(self, uri: str) -> Repository | None:
         """The repository holding a document, or None — reported once per folder — if there is none."""
         path = uri_to_path(uri)
@@ -182,6 +190,20 @@ class Folders:
             logger.error("opening %s failed", folder, exc_info=exc)
         self.ls.window_log_message(types.LogMessageParams(
             type=types.MessageType.Warning, message=f"promptrail: {exc} (no code lenses or runs for {folder})"))
+
+    def config_changed(self, uri: str) -> None:
+        """A ``.promptrail.toml`` changed on disk: its repository reads its configuration again,
+        and a configuration now broken is reported at once rather than at the next run."""
+        path = uri_to_path(uri)
+        repository = self.opened(path) if path is not None else None
+        if repository is None:
+            return  # not open yet: it reads the file when it opens
+        try:
+            # On the event loop (two small files): a command sent after the change must see it.
+            repository.workspace.reload_config()
+        except PromptrailError as exc:
+            self.ls.window_log_message(types.LogMessageParams(type=types.MessageType.Warning,
+                                                             message=f"promptrail: {exc}"))
 
     def folders_changed(self, added: list[Path], removed: list[Path]) -> None:
         for folder in [*added, *removed]:

@@ -4,7 +4,11 @@ LSP methods to ``commands``, ``lenses``, ``diagnostics`` and ``folders``, and ``
 
 ``initialize`` does nothing of promptrail's own: repositories are opened on the first request that
 needs them, and the git and SQLite modules are imported then too, so start-up costs what a bare
-pygls server costs.
+pygls server costs. On ``initialized``, a client that supports it is asked to watch the files whose
+change on disk matters (``WATCHED_FILES``: the rules and the configuration).
+
+Document sync is pygls' own, but for one thing: didSave asks for the saved text, and when it differs
+from the text the server holds (a client that failed to send a change), the saved text replaces it.
 """
 
 from __future__ import annotations
@@ -13,27 +17,36 @@ import asyncio
 import logging
 import sys
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from promptrail import __version__
+from promptrail.config import REPO_CONFIG_NAME
 from promptrail.errors import PromptrailError
 from promptrail.lsp import commands, lenses
-from promptrail.lsp.diagnostics import Diagnostics
+from promptrail.lsp.diagnostics import Diagnostics, is_claude_md
 from promptrail.lsp.folders import Folders, uri_to_path
+from promptrail.lsp.protocol import PromptrailProtocol
 
 if TYPE_CHECKING:
     from promptrail.lsp.folders import Repository
     from promptrail.runs import Run
 
+logger = logging.getLogger(__name__)
+
 #: How long `shutdown` waits for cancelled runs to record their end before the server exits.
 SHUTDOWN_GRACE_S = 5.0
+#: Changed on disk (checkout, pull, another program), these re-check diagnostics or reload the configuration.
+WATCHED_FILES = ("**/CLAUDE.md", f"**/{REPO_CONFIG_NAME}")
+WATCHED_FILES_REGISTRATION = "promptrail-watched-files"
 
 
 class PromptrailServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("promptrail", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__("promptrail", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+                         protocol_cls=PromptrailProtocol)
         self.folders = Folders(self)
         #: Runs started from this editor that have not ended yet (cancelRun, shutdown).
         self.active_runs: dict[str, Run] = {}
@@ -58,9 +71,14 @@ def create_server() -> PromptrailServer:
         ls.folders.active_uri = params.text_document.uri
         ls.diagnostics.changed(params.text_document.uri)
 
-    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=True))
     def did_save(ls: PromptrailServer, params: types.DidSaveTextDocumentParams) -> None:
-        ls.diagnostics.saved(params.text_document.uri)
+        uri = params.text_document.uri
+        document = ls.workspace.text_documents.get(unquote(uri))
+        if document is not None and params.text is not None and params.text != document.source:
+            ls.workspace.update_text_document(types.VersionedTextDocumentIdentifier(uri=uri, version=document.version),
+                                              types.TextDocumentContentChangeWholeDocument(text=params.text))
+        ls.diagnostics.saved(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: PromptrailServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -74,6 +92,19 @@ def create_server() -> PromptrailServer:
             [p for p in (uri_to_path(f.uri) for f in params.event.added) if p],
             [p for p in (uri_to_path(f.uri) for f in params.event.removed) if p])
 
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: PromptrailServer, params: types.InitializedParams) -> None:
+        await _watch_files(ls)
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def watched_files_changed(ls: PromptrailServer, params: types.DidChangeWatchedFilesParams) -> None:
+        uris = [change.uri for change in params.changes]
+        ls.diagnostics.rules_changed([uri for uri in uris if is_claude_md(uri)])
+        for uri in uris:
+            path = uri_to_path(uri)
+            if path is not None and path.name == REPO_CONFIG_NAME:
+                ls.folders.config_changed(uri)
+
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: PromptrailServer, params: None) -> None:
         # An editor closing must not leave an agent editing files with nobody recording it:
@@ -86,6 +117,21 @@ def create_server() -> PromptrailServer:
             await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
 
     return server
+
+
+async def _watch_files(ls: PromptrailServer) -> None:
+    """Ask the client to send ``workspace/didChangeWatchedFiles`` for ``WATCHED_FILES``, if it can."""
+    workspace = ls.client_capabilities.workspace
+    watching = workspace.did_change_watched_files if workspace else None
+    if not (watching and watching.dynamic_registration):
+        return  # diagnostics then catch up with the files on disk at each document's next check
+    watchers = [types.FileSystemWatcher(glob_pattern=pattern) for pattern in WATCHED_FILES]
+    try:
+        await ls.client_register_capability_async(types.RegistrationParams(registrations=[types.Registration(
+            id=WATCHED_FILES_REGISTRATION, method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+            register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers=watchers))]))
+    except Exception as exc:  # noqa: BLE001 - a client that says no only loses the on-disk updates
+        logger.warning("the client did not watch %s: %s", ", ".join(WATCHED_FILES), exc)
 
 
 def serve(transport: str, host: str | None, port: int | None) -> None:
