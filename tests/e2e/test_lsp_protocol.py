@@ -82,3 +82,11 @@ def test_a_request_whose_params_do_not_fit_is_answered_with_invalid_params(clien
                                                                            "arguments": [{}]}})
     assert client.answer_to(8)["error"]["message"] == "no workspace folder is open; open a folder that is a git " \
         "repository"
+
+
+def test_a_uri_no_file_system_can_name_gets_no_lenses(client, tmp_path):
+    uri = f"file://{tmp_path}/%00x.py"
+    client.send({"method": "textDocument/didOpen", "params": {"textDocument": {
+        "uri": uri, "languageId": "python", "version": 1, "text": "x = 1\n"}}})
+    client.send({"id": 9, "method": "textDocument/codeLens", "params": {"textDocument": {"uri": uri}}})
+    assert client.answer_to(9) == {"jsonrpc": "2.0", "id": 9, "result": []}

@@ -48,11 +48,12 @@ class Repository:
 
 
 def uri_to_path(uri: str) -> Path | None:
-    """A ``file:`` URI as a path; None for other schemes (untitled buffers, git: views...)."""
+    """A ``file:`` URI as a path; None for other schemes (untitled buffers, git: views...) and for
+    what no file system can name (a NUL byte, ``%00``)."""
     if uri_scheme(uri) != "file":
         return None
     path = to_fs_path(uri)
-    return Path(path) if path else None
+    return Path(path) if path and "\0" not in path else None
 
 
 def argument_path(value: Any, name: str) -> Path:
