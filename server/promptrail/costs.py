@@ -4,8 +4,9 @@ The price table ships as package data (``data/prices.toml``, versioned, with the
 figures were taken) and can be overridden or extended by ``[prices]`` in ``.promptrail.toml``.
 An unknown model has an unknown cost (None), never 0. A run keeps the cost its agent reported
 and the cost computed here (each model at its own prices when the agent reports tokens per model);
-when both exist and differ by more than 5 % the run is flagged ``cost_mismatch``. Budgets
-(``[budget]``) are checked before a run starts.
+when both exist and differ by more than 5 % the run is flagged ``cost_mismatch``; a reported cost
+that is negative, NaN or infinite is unknown (``reported_cost``). Budgets (``[budget]``) are
+checked before a run starts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from promptrail.config import ConfigValueError
 from promptrail.errors import PromptrailError
 
 if TYPE_CHECKING:
-    from promptrail.agents.base import Usage
+    from promptrail.agents.base import Finished, Usage
 
 MISMATCH_TOLERANCE = 0.05
 _PRICE_KEYS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
@@ -126,6 +127,23 @@ def run_cost(usage_per_model: dict[str | None, Usage], table: PriceTable | None 
     if not parts or None in parts:
         return None
     return round(sum(parts), 8)  # type: ignore[arg-type]
+
+
+def reported_cost(finished: Finished) -> tuple[float | None, str | None]:
+    """The cost the agent reported, as a run keeps it, and why it was not kept. A negative figure
+    would lower the day's spend against the budgets and a NaN or infinite one would poison every
+    sum (an infinite one blocks every later run): both are unknown (None), never trusted."""
+    figure = finished.cost_usd
+    printed = finished.raw.get("total_cost_usd")
+    if figure is None and isinstance(printed, float) and not math.isfinite(printed):
+        figure = printed  # the stream's parser dropped it without a word: say why the cost is unknown
+    if figure is None:
+        return None, None
+    if not math.isfinite(figure):
+        return None, f"the agent reported a cost of {figure}, which is not a number of dollars"
+    if figure < 0:
+        return None, f"the agent reported a cost of {figure:g} dollars, which is negative"
+    return figure, None
 
 
 def mismatch(reported: float | None, computed: float | None) -> bool:

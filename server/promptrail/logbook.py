@@ -8,7 +8,7 @@ import asyncio
 import queue
 import threading
 
-from promptrail.audit.store import AuditStore, utc_now
+from promptrail.audit.store import AuditStore, storable, utc_now
 from promptrail.events import EventSink, LogEntry
 from promptrail.redact import REDACTED, opens_private_key, private_key_end, redact
 
@@ -41,6 +41,7 @@ class LogBook:
 
     def add(self, kind: str, text: str) -> None:
         self.seq += 1
+        # Made storable here, not only by the store: the faces must see the text that is stored.
         entry = LogEntry(self.run_id, self.seq, utc_now(), kind, self._redact(kind, storable(text)))
         self._queue.put((entry.run_id, entry.seq, entry.ts, entry.kind, entry.text))
         self.sink.emit(entry)
@@ -88,20 +89,3 @@ class LogBook:
         await asyncio.to_thread(self._writer.join)
         if self.write_error:
             raise self.write_error
-
-
-def storable(text: str) -> str:
-    """``text`` as UTF-8 can carry it (SQLite, JSON-RPC): a byte that was not UTF-8 (kept by
-    ``surrogateescape``, as in a hook's output) shows as ``\\xNN``, a lone surrogate (an agent's JSON
-    may carry ``"\\ud800"``) as ``\\ud800``. Without this, one such line would fail its whole batch."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        pass
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a surrogate that no undecodable byte stands for
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")

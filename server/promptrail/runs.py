@@ -260,7 +260,11 @@ class Run:
             what = f"model '{name}'" if name else "a model the agent did not name"
             self.log.add("warning", f"no price known for {what}: the computed cost is unknown "
                                     "(add it under [prices] in .promptrail.toml)")
-        reported = finished.cost_usd
+        reported, unusable = costs.reported_cost(finished)
+        if unusable:
+            kept = (f"the cost computed from its tokens (${computed:.4f}) is kept" if computed is not None
+                    else "the run's cost is unknown")
+            self.log.add("warning", f"{unusable}: it is recorded as unknown and {kept}")
         # The agent's own figure wins when it has one; unknown stays NULL, never 0.
         fields.update(cost_reported_usd=reported, cost_computed_usd=computed,
                       cost_usd=reported if reported is not None else computed,
@@ -275,7 +279,7 @@ class Run:
         self.row.update(fields)
         self.store.update_run(self.id, **fields)
         if finished.complete and not finished.is_error:
-            cost = f" · ${finished.cost_usd:.4f}" if finished.cost_usd is not None else ""
+            cost = f" · ${reported:.4f}" if reported is not None else ""
             turns = f" · {finished.num_turns} turns" if finished.num_turns else ""
             self.log.add("status", f"agent finished{cost}{turns}")
         else:
@@ -417,6 +421,8 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
         if unfinished:
             raise PromptrailError(f"{unfinished} before a direct-mode run, or use --mode isolated")
     identity = await asyncio.to_thread(repo.identity)
+    # A damaged store found later would stop the run after its commit, with nothing recorded.
+    await asyncio.to_thread(workspace.store.check_intact)
     from promptrail import costs
 
     budget = workspace.config.parse("budget", costs.budget_from)

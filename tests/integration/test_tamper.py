@@ -357,3 +357,81 @@ def test_read_only_database_refuses_a_run_with_one_clear_error(repo, ran, transc
     finally:
         undo()
     assert anchor_path(repo).read_text().startswith("4 ")
+
+
+# -- 4. a damaged database file --------------------------------------------------------------------
+def damaged(repo: Path, detail: str) -> str:
+    return (f"the audit store {db_path(repo)} is damaged ({detail}); restore it from a backup, or move it and "
+            f"{anchor_path(repo)} aside to start a new audit trail")
+
+
+def damage_table(repo: Path, table: str) -> int:
+    """Overwrite the first page of ``table`` (or index) with bytes no SQLite page starts with, as a
+    disk (or a hand) that wrote garbage into the middle of the file would. Returns the page number."""
+    conn = sqlite3.connect(db_path(repo))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", [table]).fetchone()[0]
+    conn.close()
+    with open(db_path(repo), "r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    return root
+
+
+def test_a_file_that_is_not_a_database_is_one_clear_error_everywhere(repo, ran, transcript):
+    refs_before = branches(repo)
+    delete_database(repo)
+    db_path(repo).write_bytes(b"not an SQLite database, whatever it once was " * 100)
+    expected = f"promptrail: error: {damaged(repo, 'file is not a database')}\n"
+    for args in (["history"], ["verify"], ["show", ran["id"]], ["run", "again", "--transcript", str(transcript)]):
+        result = cli(*args, cwd=repo)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", expected), args
+    assert branches(repo) == refs_before
+    with pytest.raises(PromptrailError, match="is damaged"):
+        AuditStore(db_path(repo))
+
+
+def test_a_damaged_table_refuses_a_run_before_its_agent_starts(repo, ran, transcript):
+    # run_files is written only after the commit: found there, the damage used to stop the run with
+    # its commit made and nothing recorded.
+    refs_before = branches(repo)
+    damage_table(repo, "run_files")
+    result = cli("run", "again", "--transcript", str(transcript), cwd=repo)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"promptrail: error: {damaged(repo, 'database disk image is malformed')}\n"
+    assert branches(repo) == refs_before
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert scalar(repo, "SELECT COUNT(*) FROM runs") == 1
+    # Damage is tamper evidence: verify reports it (exit 1), after the chain it could still check.
+    result = cli("verify", cwd=repo)
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout == (f"BROKEN: {damaged(repo, 'database disk image is malformed')} "
+                             "(the hash chain of 4 feed events is intact)\n")
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": None,
+                                     "reason": damaged(repo, "database disk image is malformed")})
+    result = cli("show", ran["id"], cwd=repo)  # reads run_files
+    assert (result.returncode, result.stderr) == (
+        2, f"promptrail: error: {damaged(repo, 'database disk image is malformed')}\n")
+
+
+def test_a_damaged_feed_is_reported_by_verify_where_the_chain_breaks(repo, ran):
+    damage_table(repo, "events")
+    result = cli("verify", cwd=repo)
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout == (f"BROKEN at event 1: {damaged(repo, 'database disk image is malformed')} "
+                             "(0 events before it are intact)\n")
+    assert cli("history", cwd=repo).returncode == 0  # the runs table is intact
+    result = cli("feed", cwd=repo)
+    assert (result.returncode, result.stderr) == (
+        2, f"promptrail: error: {damaged(repo, 'database disk image is malformed')}\n")
+
+
+def test_a_damaged_index_is_named_by_its_page(repo, ran, transcript):
+    page = damage_table(repo, "idx_run_files_path")
+    detail = f"Page {page}: btreeInitPage() returns error code 11"
+    result = cli("run", "again", "--transcript", str(transcript), cwd=repo)
+    assert (result.returncode, result.stderr) == (2, f"promptrail: error: {damaged(repo, detail)}\n")
+    assert scalar(repo, "SELECT COUNT(*) FROM runs") == 1
+    assert cli("verify", cwd=repo).stdout == \
+        f"BROKEN: {damaged(repo, detail)} (the hash chain of 4 feed events is intact)\n"

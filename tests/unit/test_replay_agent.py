@@ -138,6 +138,32 @@ async def test_multi_edit_applies_all_edits_or_none(tmp_path):
     assert notes(events) == ["replay: MultiEdit 'm.py' not applied: old_string not found"]
 
 
+async def test_text_utf8_cannot_carry_is_refused_and_the_replay_goes_on(tmp_path):
+    # JSON can carry a lone surrogate ("\\ud800"); a file name byte that was not UTF-8 comes as
+    # "\\udcff" (Python's surrogateescape) and is written as that byte.
+    (tmp_path / "e.txt").write_text("old\n")
+    path = transcript(
+        tmp_path,
+        tool("Write", {"file_path": "a.txt", "content": "lone \ud800 surrogate"}, "w1"), tool_result("w1"),
+        tool("Write", {"file_path": "b\ud800.txt", "content": "x"}, "w2"), tool_result("w2"),
+        tool("Edit", {"file_path": "e.txt", "old_string": "old", "new_string": "\udfff"}, "w3"), tool_result("w3"),
+        tool("Write", {"file_path": "bad\udcffname.txt", "content": "kept\n"}, "w4"), tool_result("w4"),
+    )
+    events = await replay(path, tmp_path)
+    assert notes(events) == [
+        "replay: Write 'a.txt' not applied: the new content has a lone surrogate (\\ud800) at character 6, "
+        "which UTF-8 cannot carry",
+        "replay: Write 'b\\ud800.txt' not applied: the path has a lone surrogate (\\ud800) at character 2, "
+        "which UTF-8 cannot carry",
+        "replay: Edit 'e.txt' not applied: the new content has a lone surrogate (\\udfff) at character 1, "
+        "which UTF-8 cannot carry",
+    ]
+    assert sorted(p.name.encode("utf-8", "surrogateescape") for p in tmp_path.iterdir() if p.suffix == ".txt") == \
+        [b"bad\xffname.txt", b"e.txt"]
+    assert (tmp_path / "e.txt").read_text() == "old\n"
+    assert events[-1].is_error is False
+
+
 async def test_a_change_that_failed_in_the_recording_is_not_made(tmp_path):
     path = transcript(
         tmp_path,

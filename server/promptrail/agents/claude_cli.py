@@ -1,9 +1,10 @@
 """The Claude Code CLI as an agent: one ``claude -p ... --output-format stream-json`` process per run.
 
-This module owns the life of that process: spawning it in its own process group, reading stdout
-(stream-json, mapped by ``stream_json``) and stderr concurrently, the silence watchdog, ending a
-process that lingers after its ``result``, cancellation (SIGTERM to the group, SIGKILL after a grace
-period), and reaping it on every path, also when the consumer stops iterating early.
+This module owns the life of that process: spawning it in its own process group (a long prompt
+goes on its stdin), reading stdout (stream-json, mapped by ``stream_json``) and stderr concurrently,
+the silence watchdog, ending a process that lingers after its ``result``, cancellation (SIGTERM to
+the group, SIGKILL after a grace period), and reaping it on every path, also when the consumer
+stops iterating early.
 """
 
 from __future__ import annotations
@@ -67,12 +68,14 @@ class ClaudeCliAgent(Agent):
         self._stopping: asyncio.Future[None] | None = None
 
     def command(self, prompt: str) -> list[str]:
-        """The argv for ``prompt``."""
+        """The argv for ``prompt`` (without it when it goes on stdin: ``prompt_on_stdin``)."""
         argv = [self.claude_path, "-p", "--output-format", "stream-json", "--verbose",
                 "--permission-mode", "acceptEdits"]
         if self.model:
             argv += ["--model", self.model]
         argv += self.extra_args
+        if prompt_on_stdin(prompt):
+            return argv  # `claude -p` without a prompt argument reads it from stdin
         # The prompt is the CLI's positional argument (-p is only a flag). Behind "--", a prompt
         # starting with "-" is not taken for an option ("unknown option"), and a variadic option in
         # extra_args (--allowedTools Bash Edit) cannot swallow it.
@@ -85,11 +88,12 @@ class ClaudeCliAgent(Agent):
         if not Path(cwd).is_dir():
             yield Finished(is_error=True, complete=False, error=f"working directory not found: {cwd}")
             return
+        on_stdin = prompt_on_stdin(prompt)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.command(prompt),
                 cwd=cwd,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if on_stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env={**os.environ, **self.env} if self.inherit_env else self.env,
@@ -108,6 +112,8 @@ class ClaudeCliAgent(Agent):
             asyncio.create_task(_pump(proc.stdout, _STDOUT, inbox)),
             asyncio.create_task(_pump(proc.stderr, _STDERR, inbox)),
         ]
+        if on_stdin:
+            pumps.append(asyncio.create_task(_feed(proc.stdin, prompt)))
         parser = StreamJsonParser()
         loop = asyncio.get_running_loop()
         last_output_at = loop.time()
@@ -192,6 +198,31 @@ class ClaudeCliAgent(Agent):
 
     async def _end_group(self, proc: asyncio.subprocess.Process) -> None:
         await end_group(proc, self.kill_grace)
+
+
+#: Longer prompts (in UTF-8 bytes) go to the CLI on stdin: Linux refuses one argument of 128 KiB
+#: or more (MAX_ARG_STRLEN, "Argument list too long"), and all arguments and the environment
+#: together share ARG_MAX. Shorter ones stay an argument, as a user would type them.
+PROMPT_ARGUMENT_MAX = 32 * 1024
+
+
+def prompt_on_stdin(prompt: str) -> bool:
+    """Whether ``prompt`` is longer than ``PROMPT_ARGUMENT_MAX`` bytes in UTF-8."""
+    # Characters first: a UTF-8 character is at most 4 bytes, so most prompts need no encoding.
+    return len(prompt) * 4 > PROMPT_ARGUMENT_MAX and len(prompt.encode("utf-8")) > PROMPT_ARGUMENT_MAX
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, prompt: str) -> None:
+    """Write the prompt to the CLI's stdin and close it, concurrently with reading its output (a
+    CLI that prints before it has read everything must not block on a full pipe)."""
+    if stdin is None:
+        return
+    try:
+        stdin.write(prompt.encode("utf-8"))
+        await stdin.drain()
+        stdin.close()
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the CLI ended before reading it all: its exit and stderr say why
 
 
 async def _pump(stream: asyncio.StreamReader | None, source: str, inbox: asyncio.Queue[_Line]) -> None:

@@ -131,9 +131,10 @@ def apply_file_tool(use: ToolUse, recorded_cwd: str | None, root: Path) -> Path:
         new_text = _replace(_read_text(target), edits[0])
         for edit in edits[1:]:
             new_text = _replace(new_text, edit)
+    data = _encoded(new_text, "the new content", "strict")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(new_text.encode("utf-8"))
+        target.write_bytes(data)
     except OSError as exc:
         raise ReplayRefused(f"cannot write: {exc.strerror or exc}") from exc
     return target
@@ -149,6 +150,8 @@ def confine(file_path: Any, recorded_cwd: str | None, root: Path) -> Path:
         raise ReplayRefused("the recorded call has no file_path")
     if "\0" in file_path:
         raise ReplayRefused("the path contains a NUL byte")
+    # A byte that was not UTF-8 (surrogateescape, as Python reads such a file name) stays that byte.
+    _encoded(file_path, "the path", "surrogateescape")
     path = PurePosixPath(posixpath.normpath(file_path))
     if path.is_absolute():
         if recorded_cwd is None or not path.is_relative_to(posixpath.normpath(recorded_cwd)):
@@ -164,6 +167,15 @@ def confine(file_path: Any, recorded_cwd: str | None, root: Path) -> Path:
     if not target.resolve().is_relative_to(root.resolve()):
         raise ReplayRefused("a symlink leads outside the working directory")
     return target
+
+
+def _encoded(text: str, what: str, errors: str) -> bytes:
+    """``text`` as UTF-8; ``ReplayRefused`` when it holds a lone surrogate (JSON can carry ``"\\ud800"``)."""
+    try:
+        return text.encode("utf-8", errors)
+    except UnicodeEncodeError as exc:
+        raise ReplayRefused(f"{what} has a lone surrogate (\\u{ord(text[exc.start]):04x}) at character "
+                            f"{exc.start + 1}, which UTF-8 cannot carry") from None
 
 
 def _read_text(target: Path) -> str | None:

@@ -126,7 +126,7 @@ class Verdict:
     reason: str | None = None
     # Added later; left out of ==, so a verdict still compares by what it always said.
     #: Where the first problem is: ``events`` (the chain or its anchor), ``runs``,
-    #: ``log_entries`` or ``signoffs``; None when ok.
+    #: ``log_entries``, ``signoffs`` or ``store`` (the database file is damaged); None when ok.
     table: str | None = field(default=None, compare=False)
     #: What the cross-check compared against the feed's seals (when it got that far).
     runs_checked: int = field(default=0, compare=False)
@@ -134,29 +134,40 @@ class Verdict:
     signoffs_checked: int = field(default=0, compare=False)
 
 
+class Unreadable(Exception):
+    """The chain could not be read at row ``seq``: SQLite failed (``cause``) after ``checked`` intact rows."""
+
+    def __init__(self, checked: int, seq: int, cause: sqlite3.Error) -> None:
+        super().__init__(f"row {seq}: {cause}")
+        self.checked, self.seq, self.cause = checked, seq, cause
+
+
 def verify(conn: sqlite3.Connection, anchor: tuple[int, str] | None = None) -> Verdict:
     """Walk the chain in storage order; report the first row that does not follow from its
-    predecessor, or a chain that ends before the ``anchor`` (seq, hash) it must reach."""
+    predecessor, or a chain that ends before the ``anchor`` (seq, hash) it must reach. A row that
+    cannot be read raises ``Unreadable``, saying how far the chain was intact."""
     prev_hash, expected_seq, checked = GENESIS, 1, 0
-    cursor = conn.execute(
-        "SELECT seq, ts, kind, run_id, actor, data, prev_hash, hash FROM events ORDER BY rowid")
-    for values in cursor:
-        row = dict(zip(("seq", "ts", "kind", "run_id", "actor", "data", "prev_hash", "hash"), values))
-        seq = row["seq"]
-        if seq != expected_seq:
-            what = "deleted" if seq > expected_seq else "reordered or duplicated"
-            return Verdict(False, checked, seq,
-                           f"row {seq}: expected row {expected_seq} here; a row was {what}", "events")
-        if row["prev_hash"] != prev_hash:
-            return Verdict(False, checked, seq, f"row {seq}: prev_hash does not match row {seq - 1}'s hash",
-                           "events")
-        if seal(prev_hash, row) != row["hash"]:
-            return Verdict(False, checked, seq, f"row {seq}: content does not match its hash (row altered)",
-                           "events")
-        if anchor and seq == anchor[0] and row["hash"] != anchor[1]:
-            return Verdict(False, checked, seq, f"row {seq}: does not match the recorded head of the feed",
-                           "events")
-        prev_hash, expected_seq, checked = row["hash"], seq + 1, checked + 1
+    try:
+        for values in conn.execute(
+                "SELECT seq, ts, kind, run_id, actor, data, prev_hash, hash FROM events ORDER BY rowid"):
+            row = dict(zip(("seq", "ts", "kind", "run_id", "actor", "data", "prev_hash", "hash"), values))
+            seq = row["seq"]
+            if seq != expected_seq:
+                what = "deleted" if seq > expected_seq else "reordered or duplicated"
+                return Verdict(False, checked, seq,
+                               f"row {seq}: expected row {expected_seq} here; a row was {what}", "events")
+            if row["prev_hash"] != prev_hash:
+                return Verdict(False, checked, seq, f"row {seq}: prev_hash does not match row {seq - 1}'s hash",
+                               "events")
+            if seal(prev_hash, row) != row["hash"]:
+                return Verdict(False, checked, seq, f"row {seq}: content does not match its hash (row altered)",
+                               "events")
+            if anchor and seq == anchor[0] and row["hash"] != anchor[1]:
+                return Verdict(False, checked, seq, f"row {seq}: does not match the recorded head of the feed",
+                               "events")
+            prev_hash, expected_seq, checked = row["hash"], seq + 1, checked + 1
+    except sqlite3.DatabaseError as exc:
+        raise Unreadable(checked, expected_seq, exc) from exc
     if anchor and expected_seq <= anchor[0]:
         return Verdict(False, checked, expected_seq,
                        f"row {expected_seq}: missing; the feed had {anchor[0]} rows (rows were deleted from its end)",

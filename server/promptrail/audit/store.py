@@ -8,20 +8,27 @@ the language server calls them from worker threads.
 
 Every append to the feed first checks the anchor file (``feed-head``, the newest seq and hash
 the feed ever had): a database that lost rows, or was deleted and recreated, is refused rather
-than silently starting a new chain. A database or folder that cannot be written is one
-``PromptrailError``, not a traceback.
+than silently starting a new chain. A database or folder that cannot be written, and a database file
+that is damaged (not a database, or pages that cannot be read), are one ``PromptrailError``, not a
+traceback; ``verify`` reports damage as a broken store.
+
+Every text value written (run rows, files, violations, sign-offs, checks, log lines, feed events)
+goes through ``storable`` first, so text that UTF-8 cannot carry never fails a write half-way
+through a run, and the feed's hashes are computed on exactly the text stored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlite_utils
 
@@ -113,13 +120,48 @@ RUN_TOKEN_COLUMNS = {"input": "tokens_input", "output": "tokens_output",
 #: SQLite's primary result codes that mean "this file or folder cannot be written / opened":
 #: SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN.
 _UNWRITABLE_CODES = {3, 8, 10, 14}
+#: What a unique prefix of a run id (``runs.new_run_id``: hex) can look like.
+_RUN_ID_PREFIX = re.compile(r"[0-9a-fA-F]{1,64}")
+#: SQLite's primary result codes that mean "this file is damaged": SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGED_CODES = {11, 26}
 #: What ``record_event(seal=...)`` may seal into the event (see ``ledger``).
 SEALS = ("run", "log", "signoff")
+#: A run's log can be gigabytes: checking every page of it before each run would take seconds.
+#: Damage there is found when a page is read (one ``PromptrailError``) and by ``verify``.
+_UNCHECKED_BEFORE_RUN = ("log_entries",)
 
 
-def _is_unwritable(exc: BaseException) -> bool:
+def _has_code(exc: BaseException, codes: set[int]) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _UNWRITABLE_CODES
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in codes
+
+
+def storable(text: str) -> str:
+    """``text`` as UTF-8 can carry it (SQLite, JSON-RPC): a byte that was not UTF-8 (kept by
+    ``surrogateescape``, as in a file name git printed or a hook's output) shows as ``\\xNN``, a lone
+    surrogate (an agent's JSON may carry ``"\\ud800"``) as ``\\ud800``. Other text is returned as is."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte stands for
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def storable_values(value: Any) -> Any:
+    """``value`` with every string in it (also dict keys, lists, nested) made ``storable``."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable_values(key): storable_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable_values(item) for item in value]
+    return value
 
 
 class AuditStore:
@@ -137,6 +179,15 @@ class AuditStore:
         except OSError as exc:
             raise self._unwritable(exc.strerror or exc) from None
         try:
+            self._open()
+        except BaseException:
+            for name in ("conn", "_log_conn"):
+                if hasattr(self, name):
+                    getattr(self, name).close()
+            raise
+
+    def _open(self) -> None:
+        with self._translating():
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock
             # up front instead of failing half-way through a transaction.
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -152,16 +203,60 @@ class AuditStore:
             self._log_conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._log_conn.execute("PRAGMA busy_timeout=30000")
             self._log_conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.Error as exc:
-            for name in ("conn", "_log_conn"):
-                if hasattr(self, name):
-                    getattr(self, name).close()
-            if not _is_unwritable(exc):
-                raise
-            raise self._unwritable(exc) from None
 
     def _unwritable(self, reason: object) -> PromptrailError:
         return PromptrailError(f"the audit store {self.path} cannot be written ({reason}); check its permissions")
+
+    def _damage(self, detail: object) -> str:
+        return (f"the audit store {self.path} is damaged ({detail}); restore it from a backup, or move it and "
+                f"{self.anchor_path} aside to start a new audit trail")
+
+    def _translated(self, exc: BaseException) -> PromptrailError | None:
+        """The one-line error for an SQLite error the user can act on; None for anything else (a bug)."""
+        if _has_code(exc, _UNWRITABLE_CODES):
+            return self._unwritable(exc)
+        if _has_code(exc, _DAMAGED_CODES):
+            return PromptrailError(self._damage(exc))
+        return None
+
+    @contextmanager
+    def _translating(self) -> Iterator[None]:
+        """SQLite errors the user can act on become their ``PromptrailError``; the rest stay as they are."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            translated = self._translated(exc)
+            if translated is None:
+                raise
+            raise translated from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The store lock for a read, with its errors ``_translating``."""
+        with self._lock, self._translating():
+            yield
+
+    def check_intact(self) -> None:
+        """Refuse a store whose schema or tables (but the log, ``_UNCHECKED_BEFORE_RUN``) are damaged,
+        before a run starts: found later, the damage would stop the run after its commit was made."""
+        with self._reading():
+            tables = [name for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                      if name not in _UNCHECKED_BEFORE_RUN]
+            for table in tables:
+                problem = self._integrity_problem(table)
+                if problem:
+                    raise PromptrailError(self._damage(problem))
+
+    def _integrity_problem(self, table: str | None = None) -> str | None:
+        """The first problem ``PRAGMA quick_check`` finds in the file (or one table) as one short
+        line (it reports some on several, behind a ``*** in database main ***`` line); None if none."""
+        problems = [row[0] for row in self.conn.execute(f'PRAGMA quick_check("{table}")' if table
+                                                        else "PRAGMA quick_check")]
+        if problems == ["ok"]:
+            return None
+        lines = [line.strip() for line in (problems[0] if problems else "").splitlines()]
+        first = "; ".join(line for line in lines if line and not line.startswith("***")) or "integrity check failed"
+        return first if len(first) <= 200 else first[:199] + "…"
 
     def close(self) -> None:
         with self._lock, self._log_lock:
@@ -170,7 +265,7 @@ class AuditStore:
 
     # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> None:
-        with self._lock:
+        with self._reading():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise PromptrailError(
@@ -196,9 +291,11 @@ class AuditStore:
 
     def _append_event(self, conn: sqlite3.Connection, *, ts: str, kind: str, run_id: str | None,
                       actor: str | None, data: dict[str, Any]) -> dict[str, Any]:
-        """Append to the feed inside a write transaction; the anchor follows once it commits."""
+        """Append to the feed inside a write transaction; the anchor follows once it commits. The
+        event is hashed as it is stored: every string ``storable``."""
         self._check_anchor(conn)
-        head = ledger.append(conn, ts=ts, kind=kind, run_id=run_id, actor=actor, data=data)
+        head = ledger.append(conn, ts=ts, kind=storable(kind), run_id=storable_values(run_id),
+                             actor=storable_values(actor), data=storable_values(data))
         self._stage_anchor(head)
         return head
 
@@ -206,6 +303,7 @@ class AuditStore:
     def insert_run(self, row: dict[str, Any], *, event_actor: str | None) -> None:
         """Insert a run and its ``run.started`` event. A run inserted already finished (a rollback
         run) has no later final event, so ``run.started`` seals its fields and (empty) log."""
+        row = storable_values(row)
         with self._write() as conn:
             self.db["runs"].insert(row)
             data = {"prompt": row["prompt"], "agent": row["agent"], "model": row["model"], "mode": row["mode"],
@@ -217,10 +315,10 @@ class AuditStore:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         with self._write():
-            self.db["runs"].update(run_id, fields)
+            self.db["runs"].update(run_id, storable_values(fields))
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        with self._lock:
+        with self._reading():
             rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
         return rows[0] if rows else None
 
@@ -229,12 +327,17 @@ class AuditStore:
         ref = ref.strip()
         if not ref:
             raise PromptrailError("no run id given; `promptrail history` lists the runs")
-        with self._lock:
-            matches = [r[0] for r in self.conn.execute(
-                "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY started_at LIMIT 3",
-                [ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"])]
+        matches = []
+        # Run ids are hex: anything else cannot be a prefix of one (and never reaches LIKE, which
+        # refuses a pattern of 50,000 characters or more).
+        if _RUN_ID_PREFIX.fullmatch(ref):
+            with self._reading():
+                matches = [r[0] for r in self.conn.execute(
+                    "SELECT id FROM runs WHERE id LIKE ? ORDER BY started_at LIMIT 3", [ref + "%"])]
         if not matches:
-            raise PromptrailError(f"unknown run id '{ref}'; `promptrail history` lists the runs")
+            # ascii(): quoted, with control characters escaped; a long value shortened.
+            shown = ascii(ref[:40]) + (f"… ({len(ref):,} characters)" if len(ref) > 40 else "")
+            raise PromptrailError(f"unknown run id {shown}; `promptrail history` lists the runs")
         if len(matches) > 1:
             listed = ", ".join(matches[:2]) + (", ..." if len(matches) > 2 else "")
             raise PromptrailError(f"run id prefix '{ref}' is ambiguous ({listed}); "
@@ -242,7 +345,7 @@ class AuditStore:
         return matches[0]
 
     def list_runs(self, *, search: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             if search:
                 sql = ("SELECT runs.* FROM runs JOIN runs_fts ON runs.rowid = runs_fts.rowid "
                        "WHERE runs_fts MATCH ? ORDER BY runs.started_at DESC LIMIT ?")
@@ -255,7 +358,7 @@ class AuditStore:
     def runs_by_commit(self, shas: Iterable[str]) -> dict[str, dict[str, Any]]:
         shas = list(set(shas))
         found: dict[str, dict[str, Any]] = {}
-        with self._lock:
+        with self._reading():
             for start in range(0, len(shas), 500):
                 chunk = shas[start:start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -267,12 +370,12 @@ class AuditStore:
         ids = list(set(run_ids))
         if not ids:
             return {}
-        with self._lock:
+        with self._reading():
             marks = ",".join("?" * len(ids))
             return {row["id"]: row for row in self.db.query(f"SELECT * FROM runs WHERE id IN ({marks})", ids)}
 
     def runs_left_running(self) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             return list(self.db.query(
                 "SELECT * FROM runs WHERE status IN ('queued', 'running', 'committing')"))
 
@@ -280,17 +383,17 @@ class AuditStore:
     def set_run_files(self, run_id: str, files: list[dict[str, Any]]) -> None:
         with self._write():
             self.db["run_files"].delete_where("run_id = ?", [run_id])
-            self.db["run_files"].insert_all([{"run_id": run_id, **f} for f in files])
+            self.db["run_files"].insert_all([{"run_id": run_id, **storable_values(f)} for f in files])
 
     def run_files(self, run_id: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             return list(self.db.query(
                 "SELECT path, old_path, status, additions, deletions FROM run_files "
                 "WHERE run_id = ? ORDER BY path", [run_id]))
 
     def touched_paths(self) -> set[str]:
         """Every path any run ever changed (the lens layer skips blame for all others)."""
-        with self._lock:
+        with self._reading():
             return {r[0] for r in self.conn.execute("SELECT DISTINCT path FROM run_files")} | {
                 r[0] for r in self.conn.execute(
                     "SELECT DISTINCT old_path FROM run_files WHERE old_path IS NOT NULL")}
@@ -298,12 +401,12 @@ class AuditStore:
     def run_files_version(self) -> tuple[int, int]:
         """Changes whenever a run's files are recorded (cache key for ``touched_paths``); log
         writes, which happen constantly during a run, do not change it."""
-        with self._lock:
+        with self._reading():
             return tuple(self.conn.execute("SELECT COALESCE(MAX(rowid), 0), COUNT(*) FROM run_files").fetchone())
 
     def query(self, sql: str, params: list[Any] | None = None, *, scalar: bool = False) -> Any:
         """A read-only query for aggregate reports (costs); rows as dicts, or one value."""
-        with self._lock:
+        with self._reading():
             if scalar:
                 return self.conn.execute(sql, params or []).fetchone()[0]
             return list(self.db.query(sql, params or []))
@@ -315,7 +418,7 @@ class AuditStore:
         sign-off row that no event announces, nor an event without its row."""
         with self._write() as conn:
             self._check_anchor(conn)
-            self.db["signoffs"].insert(row)
+            self.db["signoffs"].insert(storable_values(row))
             sealed = ledger.seal_signoff(conn, row["run_id"], event_kind, data.get("sha"))
             if sealed is not None:
                 data = {**data, "seal": {"signoff": sealed}}
@@ -323,15 +426,15 @@ class AuditStore:
                                       data=data)
 
     def signoffs(self, run_id: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             return list(self.db.query("SELECT * FROM signoffs WHERE run_id = ? ORDER BY id", [run_id]))
 
     def add_check(self, row: dict[str, Any]) -> None:
         with self._write():
-            self.db["checks"].insert(row)
+            self.db["checks"].insert(storable_values(row))
 
     def checks(self, run_id: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             return list(self.db.query("SELECT * FROM checks WHERE run_id = ? ORDER BY id", [run_id]))
 
     # -- violations -------------------------------------------------------------------------
@@ -345,8 +448,7 @@ class AuditStore:
                 self.db["violations"].delete_where("run_id = ?", [run_id])
             else:
                 self.db["violations"].delete_where("run_id = ? AND source = ?", [run_id, source])
-            self.db["violations"].insert_all(
-                [{"run_id": run_id, **{key: v.get(key) for key in self.VIOLATION_COLUMNS}} for v in violations])
+            self._insert_violations(run_id, violations)
 
     def add_violations(self, run_id: str, violations: list[dict[str, Any]], *, replacing_source: str | None = None,
                        event: tuple[str, str | None, dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -359,15 +461,19 @@ class AuditStore:
         with self._write() as conn:
             if replacing_source is not None:
                 self.db["violations"].delete_where("run_id = ? AND source = ?", [run_id, replacing_source])
-            self.db["violations"].insert_all(
-                [{"run_id": run_id, **{key: v.get(key) for key in self.VIOLATION_COLUMNS}} for v in violations])
+            self._insert_violations(run_id, violations)
             if event is None:
                 return None
             kind, actor, data = event
             return self._append_event(conn, ts=utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
 
+    def _insert_violations(self, run_id: str, violations: list[dict[str, Any]]) -> None:
+        self.db["violations"].insert_all(
+            [{"run_id": run_id, **{key: storable_values(v.get(key)) for key in self.VIOLATION_COLUMNS}}
+             for v in violations])
+
     def violations(self, run_id: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             columns = ", ".join(self.VIOLATION_COLUMNS)
             return list(self.db.query(f"SELECT {columns} FROM violations WHERE run_id = ? "
                                       "ORDER BY path, line, start_col, rule_id, id", [run_id]))
@@ -377,24 +483,20 @@ class AuditStore:
         """Insert (run_id, seq, ts, kind, text) rows in one transaction."""
         if not entries:
             return
-        with self._log_lock:
+        with self._log_lock, self._translating():
+            self._log_conn.execute("BEGIN IMMEDIATE")
             try:
-                self._log_conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._log_conn.executemany(
-                        "INSERT INTO log_entries (run_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)", entries)
-                    self._log_conn.execute("COMMIT")
-                except BaseException:
-                    if self._log_conn.in_transaction:
-                        self._log_conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                if not _is_unwritable(exc):
-                    raise
-                raise self._unwritable(exc) from None
+                self._log_conn.executemany(
+                    "INSERT INTO log_entries (run_id, seq, ts, kind, text) VALUES (?, ?, ?, ?, ?)",
+                    ((run_id, seq, ts, kind, storable(text)) for run_id, seq, ts, kind, text in entries))
+                self._log_conn.execute("COMMIT")
+            except BaseException:
+                if self._log_conn.in_transaction:
+                    self._log_conn.execute("ROLLBACK")
+                raise
 
     def log(self, run_id: str, *, after_seq: int = 0) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             return list(self.db.query(
                 "SELECT seq, ts, kind, text FROM log_entries WHERE run_id = ? AND seq > ? ORDER BY seq",
                 [run_id, after_seq]))
@@ -505,7 +607,7 @@ class AuditStore:
                                f"({exc.strerror or exc}); check its permissions")
 
     def feed(self, *, limit: int = 100, run_id: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._reading():
             if run_id:
                 rows = self.db.query("SELECT * FROM events WHERE run_id = ? ORDER BY seq DESC LIMIT ?",
                                      [run_id, limit])
@@ -515,19 +617,35 @@ class AuditStore:
 
     def verify(self) -> ledger.Verdict:
         """The hash chain against its anchor first; then ``runs``, ``log_entries`` and ``signoffs``
-        against the seals in the feed. One read transaction: a consistent snapshot of all tables."""
+        against the seals in the feed; then every page of the file (``PRAGMA quick_check``). One read
+        transaction: a consistent snapshot of all tables. A damaged file is a broken verdict, not an error."""
         with self._lock:
             anchor, problem = self._anchor_state()  # before the snapshot, which then holds all it names
-            self.conn.execute("BEGIN")
+            chain = ledger.Verdict(False, 0)
             try:
-                verdict = ledger.verify(self.conn, anchor)
-                if verdict.ok and problem:
-                    return ledger.Verdict(False, verdict.checked, None, problem, "events")
-                if not verdict.ok:
+                self.conn.execute("BEGIN")
+                try:
+                    chain = ledger.verify(self.conn, anchor)
+                    if chain.ok and problem:
+                        return ledger.Verdict(False, chain.checked, None, problem, "events")
+                    if not chain.ok:
+                        return chain
+                    verdict = ledger.verify_records(self.conn, chain.checked)
+                    problem = self._integrity_problem() if verdict.ok else None
+                    if problem:
+                        return ledger.Verdict(False, chain.checked, None, self._damage(problem), "store")
                     return verdict
-                return ledger.verify_records(self.conn, verdict.checked)
-            finally:
-                self.conn.execute("ROLLBACK")
+                finally:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+            except ledger.Unreadable as exc:
+                if not _has_code(exc.cause, _DAMAGED_CODES):
+                    raise exc.cause
+                return ledger.Verdict(False, exc.checked, exc.seq, self._damage(exc.cause), "events")
+            except sqlite3.Error as exc:  # damage outside the chain: damage is evidence too, never a traceback
+                if not _has_code(exc, _DAMAGED_CODES):
+                    raise
+                return ledger.Verdict(False, chain.checked, None, self._damage(exc), "store")
 
 
 class _WriteTransaction:
@@ -541,11 +659,10 @@ class _WriteTransaction:
         store._lock.acquire()
         store._discard_anchor()
         try:
-            store.conn.execute("BEGIN IMMEDIATE")
-        except BaseException as exc:
+            with store._translating():
+                store.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
             store._lock.release()
-            if _is_unwritable(exc):
-                raise store._unwritable(exc) from None
             raise
         return store.conn
 
@@ -564,8 +681,9 @@ class _WriteTransaction:
         finally:
             store._discard_anchor()
             store._lock.release()
-        if exc is not None and _is_unwritable(exc):
-            raise store._unwritable(exc) from None
+        translated = store._translated(exc) if exc is not None else None
+        if translated is not None:
+            raise translated from None
         if exc is not None and exc_type is None:
             raise exc
 

@@ -51,13 +51,26 @@ _STATUS = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "
 
 
 def commit_message(summary: str, prompt: str, run_id: str, agent_label: str) -> str:
-    body = prompt.strip()
+    """The message of a run's commit. Its text is the user's (or a hostile) prompt, and ``git log``
+    prints it raw: its control characters are escaped, so it can never drive a terminal."""
+    summary = without_controls(summary)
+    body = without_controls(prompt.strip())
     lines = [summary, ""]
     if body and body != summary:
         lines += [body, ""]
     lines.append(f"Agent: {agent_label}")
     lines += ["", f"{TRAILER}: {run_id}"]
     return "\n".join(lines) + "\n"
+
+
+#: Every C0 control but newline and tab, DEL and every C1 control, as ``\\xNN`` (CR as ``\\r``).
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)] if code not in (0x09, 0x0A)}
+_CONTROL_ESCAPES[0x0D] = "\\r"
+
+
+def without_controls(text: str) -> str:
+    """``text`` with the characters that drive a terminal (ESC, BEL, CR...) shown as escapes."""
+    return text.translate(_CONTROL_ESCAPES)
 
 
 def summarize(prompt: str, width: int = 72) -> str:
