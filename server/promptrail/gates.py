@@ -589,7 +589,7 @@ def _refuse_if_done(workspace: Workspace, run_id: str, target: str) -> None:
 
 def _merge_commit(workspace: Workspace, run: dict[str, Any], old: str, tip: str, actor: Identity) -> str:
     repo = workspace.repo
-    message = (f"Merge run {run['id']}: {run.get('summary') or run['prompt']}\n\n"
+    message = (f"Merge run {run['id']}: {gitcommit.without_controls(run.get('summary') or run['prompt'])}\n\n"
                f"{gitcommit.TRAILER}: {run['id']}\n")
     with _scratch_worktree(repo, f"{run['id']}-merge", old) as folder:
         result = repo.run("merge", "--no-ff", "-q", "-m", message, tip, cwd=folder, env=actor.as_env())
@@ -637,7 +637,7 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
         if old is None or not repo.run("merge-base", "--is-ancestor", after, old).ok:
             raise PromptrailError(f"run {run['id']} is not on {target}; only a merged run can be rolled back")
         rollback_id = new_run_id()
-        summary = f"Roll back run {run['id']}: {run.get('summary') or run['prompt']}"
+        summary = f"Roll back run {run['id']}: {gitcommit.without_controls(run.get('summary') or run['prompt'])}"
         single = repo.run("rev-list", "--parents", "-n1", after).stdout.split()[1:] in ([before], [])
         reverted_what = f"commit {after}" if single else f"{before}..{after}, all that the run brought to {target}"
         message = (f"{summary}\n\nThis reverts {reverted_what}.\n\n"

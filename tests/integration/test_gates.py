@@ -572,3 +572,18 @@ def test_two_merges_at_once_deploy_the_run_once(repo, ran):
     assert results == [(0, ""), (2, refused), (2, refused)]
     deployed = [e for e in queries.feed(Workspace(repo)) if e["kind"] == "deployed"]
     assert len(deployed) == 1 and deployed[0]["data"]["to"] == ran["commit_sha"]
+
+
+def test_merge_and_rollback_messages_carry_no_terminal_controls(repo):
+    first = run_prompt(repo, [Write("a.py", "a\n")], prompt="add a")
+    second = run_prompt(repo, [Write("b.py", "b\n")], prompt="add b \x1b]0;pwned\x07\x1b[2J")
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    for data in (first, second):
+        gates.sign_off(ws, data["id"], "approve")
+        gates.merge(ws, data["id"])  # the second is a merge commit
+    assert git(repo, "log", "-1", "--format=%s", "main").strip() == \
+        f"Merge run {second['id']}: add b \\x1b]0;pwned\\x07\\x1b[2J"
+    gates.rollback(ws, second["id"])
+    assert git(repo, "log", "-1", "--format=%s", "main").strip() == \
+        f"Roll back run {second['id']}: add b \\x1b]0;pwned\\x07\\x1b[2J"

@@ -138,6 +138,14 @@ def test_error_result_without_any_text_names_the_subtype():
     assert parser.finish("unused").error == "claude reported an error (subtype 'error_max_turns')"
 
 
+def test_token_counts_no_run_can_have_are_not_counted():
+    result = {**API_DOWN_RESULT, "is_error": False,
+              "usage": {"input_tokens": 1e300, "output_tokens": 2**60, "cache_read_input_tokens": -3,
+                        "cache_creation_input_tokens": 10**6}}
+    _, parser = parse_all([json.dumps(result)])
+    assert parser.finish("unused").usage == Usage(input=0, output=0, cache_read=0, cache_write=10**6)
+
+
 def test_result_without_is_error_false_is_not_a_success():
     _, parser = parse_all(['{"type": "result", "subtype": "success", "result": "done"}'])
     assert parser.finish("unused").is_error is True

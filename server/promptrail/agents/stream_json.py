@@ -320,9 +320,13 @@ def _opt_number(value: Any) -> float | None:
     return None
 
 
+#: Above this a token count is no count (no run reads 2**53 tokens), and SQLite could not store it.
+MAX_TOKENS = 2**53
+
+
 def _count(value: Any) -> int:
     number = _opt_number(value)
-    return int(number) if number is not None and number >= 0 else 0
+    return int(number) if number is not None and 0 <= number <= MAX_TOKENS else 0
 
 
 def _compact_json(value: Any) -> str:
