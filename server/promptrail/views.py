@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from promptrail.costs import TOKEN_KINDS
+from promptrail.gitops.commit import without_controls
 from promptrail.queries import format_cost
 
 console = Console(highlight=False, markup=False, emoji=False)
@@ -32,14 +33,12 @@ _STATUS_STYLE = {"succeeded": "green", "no_changes": "yellow", "failed": "red", 
 # C0 controls but newline and tab, DEL, C1 controls: ESC alone can clear the screen, retitle the
 # window (OSC) or rewrite earlier lines; CR overwrites the line it ends.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x00, 0x20), *range(0x7f, 0xa0)] if code not in (0x09, 0x0a)}
-_ESCAPES[0x0D] = "\\r"
 
 
 def printable(text: str) -> str:
     """``text`` safe for a terminal: control characters other than newline and tab are shown as
     escapes (ESC as ``\\x1b``, CR as ``\\r``, any other C0/C1 control or DEL as ``\\xNN``)."""
-    return text.translate(_ESCAPES) if _CONTROL.search(text) else text
+    return without_controls(text) if _CONTROL.search(text) else text
 
 
 def _text(value: Any, style: str = "") -> Text:
