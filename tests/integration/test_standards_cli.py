@@ -153,6 +153,24 @@ def test_a_repository_without_rules(repo):
     assert (result.returncode, result.stdout) == (0, "no violations · 2 file(s), 0 rule(s)\n")
 
 
+def test_a_regex_that_backtracks_catastrophically_is_stopped_not_hung(tmp_path):
+    # ^(a|a)*$ has 2^40 ways to fail on a line of 40 a's and a b: it hung `check` with Python's re.
+    rules = "```promptrail\n[[rule]]\nid = \"nested\"\nforbid = '^(a+)+$'\n\n" \
+            "[[rule]]\nid = \"slow\"\nforbid = '^(a|a)*$'\nseverity = \"info\"\n```\n"
+    line = "a" * 40 + "b\n"
+    project = make_repo(tmp_path / "project", {"CLAUDE.md": rules, "a.txt": line, "b.txt": line, "c.txt": "aaa\n"})
+    result = cli("check", cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "CLAUDE.md:8:1: error [regex-timeout] rule 'slow': the forbid pattern took more than 1 s on a.txt, so this "
+        "check stopped it there and skipped it on later files; simplify the pattern (nested repeats such as (a|a)* "
+        "can take exponential time)",
+        "c.txt:1:1: warning [nested] matches the forbidden pattern ^(a+)+$",
+        "1 warning · 4 file(s), 2 rule(s) · 1 CLAUDE.md problem(s)",
+    ]
+    assert result.stderr == ""
+
+
 # -- the language server's calls -------------------------------------------------------------------
 def test_diagnose_document_uses_unsaved_text_and_unsaved_claude_md(project):
     ws = Workspace(project)
@@ -164,6 +182,18 @@ def test_diagnose_document_uses_unsaved_text_and_unsaved_claude_md(project):
     assert [v.rule_id for v in diagnose_document(ws, "bad.py", text, claude_md={"CLAUDE.md": relaxed})] == \
         ["no-print"]
     assert diagnose_document(ws, "pkg/deep/x.py", "x = 123456789012\n")[0].rule_id == "pkg-width"
+
+
+def test_diagnose_document_reports_a_stopped_rule_on_the_document(project, monkeypatch):
+    from promptrail.standards import check as check_module
+
+    monkeypatch.setattr(check_module, "MATCH_TIME_LIMIT_S", 0.05)
+    slow = "```promptrail\n[[rule]]\nid = \"slow\"\nforbid = '^(a|a)*$'\n```\n"
+    found = diagnose_document(Workspace(project), "a.txt", "a" * 40 + "b\n", claude_md={"CLAUDE.md": slow})
+    assert [(v.rule_id, v.line, v.start_col, v.end_col, v.severity, v.rule_line, v.message) for v in found] == [
+        ("slow", 1, 0, 41, "error", 2, "rule 'slow': the forbid pattern took more than 0.05 s on a.txt, so this check "
+         "stopped it there and skipped it on later files; simplify the pattern (nested repeats such as (a|a)* can "
+         "take exponential time)")]
 
 
 def test_diagnose_claude_md_on_unsaved_text(project):

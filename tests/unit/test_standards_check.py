@@ -1,6 +1,7 @@
 """Checking text and changes against rules: exact positions for each kind (CJK, emoji, CRLF),
-the fast paths agreeing with a plain line-by-line reference on arbitrary text, and the run-level
-rules (protected, requires_tests) and policy-change detection."""
+the fast paths agreeing with a plain line-by-line reference on arbitrary text, a regex that
+backtracks catastrophically stopped at the time limit, and the run-level rules (protected,
+requires_tests) and policy-change detection."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from hypothesis import strategies as st
 
 from promptrail.standards import (check_changes, check_text, parse_claude_md, policy_files, rule_set_from_texts,
                                   severity_counts)
+from promptrail.standards import check as check_module
+from promptrail.standards.check import MatchBudget
+from promptrail.standards.rules import compile_pattern
 
 
 def rules_of(body: str, path: str = "CLAUDE.md"):
@@ -19,8 +23,9 @@ def rules_of(body: str, path: str = "CLAUDE.md"):
     return list(parsed.rules)
 
 
-def found(rules, text: str, path: str = "a.py") -> list[tuple]:
-    return [(v.rule_id, v.line, v.start_col, v.end_col, v.severity, v.message) for v in check_text(rules, path, text)]
+def found(rules, text: str, path: str = "a.py", budget: MatchBudget | None = None) -> list[tuple]:
+    return [(v.rule_id, v.line, v.start_col, v.end_col, v.severity, v.message)
+            for v in check_text(rules, path, text, budget)]
 
 
 # -- each kind, exact positions --------------------------------------------------------------------
@@ -129,7 +134,8 @@ ALPHABET = st.sampled_from(["a", "b", "x", "y", " ", "\t", "\n", "\r", "\r\n", "
 
 
 def reference(pattern: str, text: str) -> list[tuple[int, int, int]]:
-    regex = re.compile(pattern)
+    # The engine rules are matched with (the regex module), plainly, one line at a time.
+    regex = compile_pattern(pattern)
     return [(number, m.start(), m.end()) for number, line in enumerate(re.split(r"\r\n|\r|\n", text), 1)
             for m in regex.finditer(line)]
 
@@ -149,7 +155,54 @@ def test_require_matches_a_search_of_the_whole_text(pattern, pieces):
     text = "".join(pieces)
     rules = rules_of(f"[[rule]]\nid = \"r\"\nrequire = '''{pattern}'''")
     normalized = text.replace("\r\n", "\n").replace("\r", "\n")
-    assert (found(rules, text) == []) == (re.search(pattern, normalized, re.MULTILINE) is not None)
+    assert (found(rules, text) == []) == (compile_pattern(pattern).search(normalized) is not None)
+
+
+# -- the time limit --------------------------------------------------------------------------------
+SLOW = r'''
+[[rule]]
+id = "slow"
+forbid = '^(a|a)*$'
+severity = "info"
+
+[[rule]]
+id = "todo"
+forbid = 'TODO'
+'''
+#: (a|a)* has 2^40 ways to fail on this line: years without a time limit.
+CATASTROPHIC = "a" * 40 + "b\nTODO\n"
+STOPPED = ("rule 'slow': the forbid pattern took more than 0.05 s on {}, so this check stopped it there and skipped it "
+           "on later files; simplify the pattern (nested repeats such as (a|a)* can take exponential time)")
+
+
+def test_a_regex_that_backtracks_catastrophically_is_stopped_and_reported_at_its_line():
+    rules = rules_of(SLOW)
+    budget = MatchBudget(0.05)
+    todo = ("todo", 2, 0, 4, "warning", "matches the forbidden pattern TODO")
+    assert found(rules, CATASTROPHIC, "a.txt", budget) == [todo]  # the other rules still apply
+    assert [p.as_dict() for p in budget.problems] == [
+        {"path": "CLAUDE.md", "line": 5, "start_col": 0, "end_col": 19, "severity": "error", "code": "regex-timeout",
+         "message": STOPPED.format("a.txt"), "rule_id": "slow", "source": "CLAUDE.md"}]
+    # Later files of the same check skip the rule: each could cost the limit again.
+    assert found(rules, "aaaa\nTODO\n", "b.txt", budget) == [todo]
+    assert len(budget.problems) == 1
+
+
+def test_without_a_budget_a_stopped_rule_is_an_error_on_the_file(monkeypatch):
+    monkeypatch.setattr(check_module, "MATCH_TIME_LIMIT_S", 0.05)
+    assert found(rules_of(SLOW), CATASTROPHIC) == [
+        ("slow", 1, 0, 41, "error", STOPPED.format("a.py")),
+        ("todo", 2, 0, 4, "warning", "matches the forbidden pattern TODO"),
+    ]
+
+
+def test_nested_repeats_the_regex_module_guards_finish_with_their_meaning():
+    # ^(a+)+$ hung Python's re on this line; the regex module fails it at once, as it should.
+    rules = rules_of("[[rule]]\nid = \"nested\"\nforbid = '^(a+)+$'")
+    budget = MatchBudget()
+    assert found(rules, "a" * 40 + "b\n" + "a" * 40, budget=budget) == [
+        ("nested", 2, 0, 40, "warning", "matches the forbidden pattern ^(a+)+$")]
+    assert budget.problems == []
 
 
 # -- run-level rules -------------------------------------------------------------------------------

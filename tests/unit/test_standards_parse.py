@@ -207,6 +207,16 @@ def test_unknown_key_unknown_kind_bad_regex_missing_fields_at_their_lines():
     assert [r.id for r in parse_claude_md(text).rules] == ["ok"]
 
 
+def test_posix_classes_are_refused_not_read_two_ways():
+    # Python's re reads [[:alpha:]] as the characters [:alph then ], the regex module as a class.
+    parsed = parse_claude_md(fence("[[rule]]\nid = \"p\"\nforbid = '[[:alpha:]]+|[x[:^digit:]]'"))
+    assert [(p.line, p.code, p.message) for p in parsed.problems] == [
+        (4, "bad-regex", "rule 'p': bad regex in forbid: POSIX classes such as [:alpha:] are read as plain characters "
+                         "by Python's re; write the class out (e.g. [a-zA-Z]) at position 1")]
+    # Escaped, or a set's first member, [: is an ordinary character.
+    assert len(parse_claude_md(fence("[[rule]]\nid = \"q\"\nforbid = '\\[[:alpha:]]|[]:x:]'")).rules) == 1
+
+
 def test_bad_values_and_unknown_top_level_keys():
     text = "x\n" + fence('''
 version = 2

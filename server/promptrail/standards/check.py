@@ -12,12 +12,18 @@
 * Faces: ``check_paths`` (``promptrail check``), ``diagnose_document`` and ``diagnose_claude_md``
   (the language server's diagnostics), ``check_commit`` (a run, via ``run_check``).
 
+Time limit: a rule's regex gets ``MATCH_TIME_LIMIT_S`` per file (the ``regex`` module's timeout;
+Python's ``re`` can be neither stopped nor left by another thread, so one pattern with
+catastrophic backtracking hung ``check``, the language server and a run's check). A rule that runs
+out is stopped and skipped for the rest of that check (``MatchBudget``) and reported at its
+pattern's line of CLAUDE.md, an error as a malformed rule is.
+
 Speed: regexes are compiled when a rule is built; a forbid rule with a required literal only runs
 on the lines containing that literal (found with ``str.find``), one anchored with ``$`` only on
-lines ending in a character its last item can match; other line-safe regexes run once over the
-whole text, the rest line by line. Each path gives exactly the per-line matches (a hypothesis test
-compares them with a plain line-by-line reference). Parsed CLAUDE.md files are cached by content
-hash, commit rule sets by sha.
+lines ending in a character its last item can match; a line-safe regex runs once over those lines
+joined (or the whole text), the rest line by line. Each path gives exactly the per-line matches
+(a hypothesis test compares them with a plain line-by-line reference). Parsed CLAUDE.md files are
+cached by content hash, commit rule sets by sha.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import subprocess
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from itertools import accumulate
 from operator import attrgetter
 from pathlib import Path
+from time import monotonic
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from promptrail.errors import PromptrailError
@@ -42,6 +50,9 @@ CLAUDE_MD = "CLAUDE.md"
 POLICY_CONFIG = ".promptrail.toml"
 #: git's own heuristic: a NUL byte in the first 8000 bytes means binary (never checked).
 BINARY_SNIFF = 8000
+#: Seconds one rule's regex may take on one file, all its matches together. A sound rule takes
+#: milliseconds on a 1 MB file; one with catastrophic backtracking would take years.
+MATCH_TIME_LIMIT_S = 1.0
 
 
 @dataclass(slots=True)
@@ -68,8 +79,10 @@ class Violation:
                 "source": self.source, "rule_file": self.rule_file, "rule_line": self.rule_line}
 
 
-def _violation(rule: Rule, path: str, line: int, start: int, end: int, message: str) -> Violation:
-    return Violation(rule.id, path, line, start, end, rule.severity, message, SOURCE, rule.rule_file, rule.rule_line)
+def _violation(rule: Rule, path: str, line: int, start: int, end: int, message: str,
+               severity: str | None = None) -> Violation:
+    return Violation(rule.id, path, line, start, end, severity or rule.severity, message, SOURCE, rule.rule_file,
+                     rule.rule_line)
 
 
 def severity_counts(items: Iterable[Violation | RuleProblem]) -> dict[str, int]:
@@ -80,6 +93,41 @@ def severity_counts(items: Iterable[Violation | RuleProblem]) -> dict[str, int]:
 
 
 # -- one text against file-level rules -------------------------------------------------------------
+class MatchBudget:
+    """The regex time limit of one check (``promptrail check``, a run's check, a document's
+    diagnostics) and the rules that ran out of it, as ``regex-timeout`` problems.
+
+    A rule stopped on one file is skipped on the files checked after it: each could cost the limit
+    again, and a check of many files would hang after all. So a check takes at most the limit
+    once per rule longer than it should. ``limit_s`` defaults to ``MATCH_TIME_LIMIT_S``."""
+
+    def __init__(self, limit_s: float | None = None) -> None:
+        self.limit_s = MATCH_TIME_LIMIT_S if limit_s is None else limit_s
+        self.problems: list[RuleProblem] = []
+        self._stopped: set[Rule] = set()
+
+    def stopped(self, rule: Rule) -> bool:
+        return rule in self._stopped
+
+    def stop(self, rule: Rule, path: str) -> RuleProblem:
+        self._stopped.add(rule)
+        line, start, end = rule.pattern_position
+        problem = RuleProblem(rule.rule_file, line, start, end, "regex-timeout",
+                              f"rule '{rule.id}': the {rule.kind} pattern took more than {self.limit_s:g} s on "
+                              f"{path}, so this check stopped it there and skipped it on later files; simplify "
+                              "the pattern (nested repeats such as (a|a)* can take exponential time)", rule.id)
+        self.problems.append(problem)
+        return problem
+
+
+def _left(deadline: float) -> float:
+    """The seconds left until ``deadline`` (a ``monotonic()`` time), as a regex timeout."""
+    left = deadline - monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
 class _Text:
     """A file's text with line breaks normalised to ``\\n`` (columns are unchanged: only line
     ends differ), and its lines computed on first use."""
@@ -110,18 +158,31 @@ class _Text:
 _ORDER = attrgetter("line", "start_col")
 
 
-def check_text(rules: Iterable[Rule], path: str, text: str) -> list[Violation]:
+def check_text(rules: Iterable[Rule], path: str, text: str, budget: MatchBudget | None = None) -> list[Violation]:
     """Check ``text`` (the content of ``path``) against the given file-level rules, as given:
     select them with ``RuleSet.rules_for(path)``. Run-level rules are ignored here. The result
-    is ordered by line and column."""
+    is ordered by line and column.
+
+    A regex rule that runs out of time on the text finds nothing there and is reported in
+    ``budget.problems``; without a budget, as an error at line 1 of ``path`` (never silently)."""
+    report_here = budget is None
+    if budget is None:
+        budget = MatchBudget()
     view = _Text(text)
     found: list[Violation] = []
     for rule in rules:
         kind = rule.kind
-        if kind == "forbid":
-            found.extend(_forbid(rule, path, view))
-        elif kind == "require":
-            found.extend(_require(rule, path, view))
+        if kind == "forbid" or kind == "require":
+            if budget.stopped(rule):
+                continue
+            deadline = monotonic() + budget.limit_s
+            try:
+                found.extend(_forbid(rule, path, view, deadline) if kind == "forbid" else
+                             _require(rule, path, view, deadline))
+            except TimeoutError:
+                problem = budget.stop(rule, path)
+                if report_here:
+                    found.append(_violation(rule, path, 1, 0, len(view.line_at(0)), problem.message, "error"))
         elif kind == "max_line_length":
             found.extend(_max_line_length(rule, path, view))
         elif kind == "max_lines":
@@ -130,27 +191,11 @@ def check_text(rules: Iterable[Rule], path: str, text: str) -> list[Violation]:
     return found
 
 
-def _forbid(rule: Rule, path: str, view: _Text) -> list[Violation]:
+def _forbid(rule: Rule, path: str, view: _Text, deadline: float) -> list[Violation]:
     rule_id, severity, rule_file, rule_line = rule.id, rule.severity, rule.rule_file, rule.rule_line
     message = rule.message or f"matches the forbidden pattern {rule.forbid}"
-    if rule.last_chars and not rule.literals:
-        # Only lines ending in one of these characters can match: test each line's last one.
-        regex, tail = rule.regex, rule.last_chars
-        assert regex is not None
-        return [Violation(rule_id, path, number, m.start(), m.end(), severity, message, SOURCE, rule_file, rule_line)
-                for number, line in enumerate(view.lines, 1) if line[-1:] in tail for m in regex.finditer(line)]
-    spans = _forbid_spans(rule, view)
-    if not spans:
-        return []
-    # Spans come in text order, so line numbers are counted incrementally (no line index needed).
-    count = view.norm.count
-    found, line, previous = [], 1, 0
-    for line_start, start, end in spans:
-        if line_start != previous:
-            line += count("\n", previous, line_start)
-            previous = line_start
-        found.append(Violation(rule_id, path, line, start, end, severity, message, SOURCE, rule_file, rule_line))
-    return found
+    return [Violation(rule_id, path, line, start, end, severity, message, SOURCE, rule_file, rule_line)
+            for line, start, end in _forbid_matches(rule, view, deadline)]
 
 
 def _candidate_lines(norm: str, literals: tuple[str, ...]) -> list[int]:
@@ -168,40 +213,76 @@ def _candidate_lines(norm: str, literals: tuple[str, ...]) -> list[int]:
     return starts
 
 
-def _forbid_spans(rule: Rule, view: _Text) -> list[tuple[int, int, int]]:
-    """(offset of the line's start, start col, end col) of every per-line match, in text order."""
-    norm, regex = view.norm, rule.regex
+def _forbid_matches(rule: Rule, view: _Text, deadline: float) -> list[tuple[int, int, int]]:
+    """(line, start col, end col) of every per-line match, in text order."""
+    norm, regex, line_safe = view.norm, rule.regex, rule.line_safe
     assert regex is not None
-    spans: list[tuple[int, int, int]] = []
-    size = len(norm)
     if rule.literals:
         # Every match contains one of the literals, so only lines containing one can match.
-        find, finditer, append = norm.find, regex.finditer, spans.append
-        for line_start in _candidate_lines(norm, rule.literals):
-            line_end = find("\n", line_start)
-            for match in finditer(norm[line_start:] if line_end == -1 else norm[line_start:line_end]):
-                append((line_start, match.start(), match.end()))
-        return spans
-    if not rule.line_safe:
-        line_start = 0
-        for line in view.lines:
-            spans.extend((line_start, m.start(), m.end()) for m in regex.finditer(line))
-            line_start += len(line) + 1
-        return spans
-    # One pass over the whole text. A match that runs over a line break is not a per-line match:
-    # that line is redone on its own and the pass resumes on the next line.
+        find = norm.find
+        starts = _candidate_lines(norm, rule.literals)
+        lines = [norm[start:end] if (end := find("\n", start)) != -1 else norm[start:] for start in starts]
+        return _numbered(norm, [(starts[index], start, end)
+                                for index, start, end in _match_lines(regex, lines, line_safe, deadline)])
+    if rule.last_chars:
+        # Only lines ending in one of these characters can match.
+        tail, every_line = rule.last_chars, view.lines
+        numbers: Sequence[int] = [number for number, line in enumerate(every_line, 1) if line[-1:] in tail]
+        lines = [every_line[number - 1] for number in numbers]
+    elif line_safe:
+        return _numbered(norm, _line_safe_spans(regex, norm, deadline))
+    else:
+        lines = view.lines
+        numbers = range(1, len(lines) + 1)
+    return [(numbers[index], start, end) for index, start, end in _match_lines(regex, lines, line_safe, deadline)]
+
+
+def _match_lines(regex: Any, lines: list[str], line_safe: bool, deadline: float) -> list[tuple[int, int, int]]:
+    """(index in ``lines``, start col, end col) of the matches in each of ``lines``."""
+    if not line_safe:
+        return [(index, m.start(), m.end()) for index, line in enumerate(lines)
+                for m in regex.finditer(line, timeout=_left(deadline))]
+    if not lines:
+        return []
+    # The lines joined, in one pass: a regex call with a timeout costs a microsecond or two before
+    # it reads a character, too much to pay once per line.
+    index = {offset: number for number, offset in
+             enumerate(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))}
+    return [(index[line_start], start, end)
+            for line_start, start, end in _line_safe_spans(regex, "\n".join(lines), deadline)]
+
+
+def _numbered(norm: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(offset of the line's start, start, end) in text order → (line, start, end)."""
+    count = norm.count
+    numbered, line, previous = [], 1, 0
+    for line_start, start, end in spans:
+        if line_start != previous:
+            line += count("\n", previous, line_start)
+            previous = line_start
+        numbered.append((line, start, end))
+    return numbered
+
+
+def _line_safe_spans(regex: Any, text: str, deadline: float) -> list[tuple[int, int, int]]:
+    """(offset of the line's start, start col, end col) of every per-line match of a line-safe
+    regex in ``text``, in text order, in one pass. A match that runs over a line break is not a
+    per-line match: that line is redone on its own and the pass resumes on the next line."""
+    spans: list[tuple[int, int, int]] = []
+    size, find, rfind = len(text), text.find, text.rfind
     position = 0
     while position <= size:
-        for match in regex.finditer(norm, position):
+        for match in regex.finditer(text, position, timeout=_left(deadline)):
             start, end = match.span()
-            line_start = norm.rfind("\n", 0, start) + 1
-            if norm.find("\n", start, end) == -1:
+            line_start = rfind("\n", 0, start) + 1
+            if find("\n", start, end) == -1:
                 spans.append((line_start, start - line_start, end - line_start))
                 continue
             while spans and spans[-1][0] == line_start:
                 spans.pop()
-            line_end = norm.find("\n", start)
-            spans.extend((line_start, m.start(), m.end()) for m in regex.finditer(norm[line_start:line_end]))
+            line_end = find("\n", start)
+            spans.extend((line_start, m.start(), m.end())
+                         for m in regex.finditer(text[line_start:line_end], timeout=_left(deadline)))
             position = line_end + 1
             break
         else:
@@ -209,13 +290,13 @@ def _forbid_spans(rule: Rule, view: _Text) -> list[tuple[int, int, int]]:
     return spans
 
 
-def _require(rule: Rule, path: str, view: _Text) -> list[Violation]:
+def _require(rule: Rule, path: str, view: _Text, deadline: float) -> list[Violation]:
     assert rule.regex is not None
     norm = view.norm
     if rule.literals and not any(literal in norm for literal in rule.literals):
         present = False
     else:
-        present = rule.regex.search(norm) is not None
+        present = rule.regex.search(norm, timeout=_left(deadline)) is not None
     if present:
         return []
     message = rule.message or f"the file must contain a match of {rule.require}"
@@ -421,7 +502,7 @@ class RunCheck:
     """The outcome of checking one run's commit against its base commit's rules."""
 
     violations: list[Violation] = field(default_factory=list)
-    #: Problems in the base commit's CLAUDE.md files (rules that could not apply).
+    #: Problems in the base commit's CLAUDE.md files (rules that could not apply, or ran out of time).
     problems: list[RuleProblem] = field(default_factory=list)
     #: Changed CLAUDE.md / .promptrail.toml paths (non-empty → the run is a policy change).
     policy_files: list[str] = field(default_factory=list)
@@ -447,6 +528,7 @@ def check_commit(repo: Repo, base_sha: str | None, commit_sha: str,
     checkable = {path: entry[2] for path, entry in entries.items()
                  if entry[1] == "blob" and entry[0] != "120000" and rules.rules_for(path)}
     blobs = read_blobs(repo, list(checkable.values()))
+    budget = MatchBudget()
     violations: list[Violation] = []
     checked = 0
     for path in present:
@@ -456,10 +538,11 @@ def check_commit(repo: Repo, base_sha: str | None, commit_sha: str,
         if text is None:
             continue
         checked += 1
-        violations.extend(check_text(rules.rules_for(path), path, text))
+        violations.extend(check_text(rules.rules_for(path), path, text, budget))
     violations.extend(check_changes(rules, changes))
     violations.sort(key=lambda v: (v.path, v.line, v.start_col, v.rule_id))
-    return RunCheck(violations, list(rules.problems), policy_files(changes), len(rules.rules), checked)
+    return RunCheck(violations, [*rules.problems, *budget.problems], policy_files(changes), len(rules.rules),
+                    checked)
 
 
 # -- the working tree (promptrail check) -----------------------------------------------------------
@@ -474,8 +557,8 @@ class CheckReport:
 
     @property
     def has_errors(self) -> bool:
-        # A malformed rule is an error too: in CI, a typo in CLAUDE.md must not silently turn
-        # enforcement off.
+        # A malformed or too slow rule is an error too: in CI, a typo in CLAUDE.md must not silently
+        # turn enforcement off.
         return any(v.severity == "error" for v in self.violations) or \
             any(p.severity == "error" for p in self.problems)
 
@@ -513,6 +596,7 @@ def check_paths(repo: Repo, paths: Sequence[str] | None = None, *, cwd: Path | N
         selected = list(dict.fromkeys(selected))
     else:
         selected = _tracked(repo)
+    budget = MatchBudget()
     violations: list[Violation] = []
     checked = 0
     for relpath in selected:
@@ -526,9 +610,9 @@ def check_paths(repo: Repo, paths: Sequence[str] | None = None, *, cwd: Path | N
         text = _read_text(absolute)
         if text is None:
             continue
-        violations.extend(check_text(applicable, relpath, text))
+        violations.extend(check_text(applicable, relpath, text, budget))
     violations.sort(key=lambda v: (v.path, v.line, v.start_col, v.rule_id))
-    return CheckReport(violations, list(rules.problems), checked, len(rules.rules))
+    return CheckReport(violations, [*rules.problems, *budget.problems], checked, len(rules.rules))
 
 
 # -- the language server's diagnostics ------------------------------------------------------------
@@ -543,7 +627,8 @@ def diagnose_document(workspace: _HasRepo, relpath: str, text: str, *,
     paths to unsaved editor text that replaces the files on disk.
 
     Pure apart from reading the CLAUDE.md files (one ``git ls-files``, cached parsing); call it
-    from a worker thread. Lines are 1-based, columns are code-point indices into the line."""
+    from a worker thread. Lines are 1-based, columns are code-point indices into the line. A rule
+    that runs out of time on the document is an error at its line 1 (see ``check_text``)."""
     rules = worktree_rule_set(workspace.repo, claude_md)
     return check_text(rules.rules_for(relpath), relpath, text)
 
@@ -564,7 +649,6 @@ def clear_caches() -> None:
         _commit_cache.clear()
 
 
-__all__ = ["Violation", "RunCheck", "CheckReport", "check_text", "check_changes", "check_commit", "check_paths",
-           "diagnose_document", "diagnose_claude_md", "worktree_rule_set", "commit_rule_set",
-           "commit_claude_md_texts", "policy_files",
-           "severity_counts"]
+__all__ = ["Violation", "RunCheck", "CheckReport", "MatchBudget", "MATCH_TIME_LIMIT_S", "check_text", "check_changes",
+           "check_commit", "check_paths", "diagnose_document", "diagnose_claude_md", "worktree_rule_set",
+           "commit_rule_set", "commit_claude_md_texts", "policy_files", "severity_counts"]

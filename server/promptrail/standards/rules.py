@@ -11,6 +11,16 @@ or ``requires_tests = {changed = [...], needs = [...]}`` (run-level kinds).
 
 A table with any problem (unknown key, bad value, bad regex, no kind) builds no rule, so a typo
 never silently widens or disables what a rule checks; the problem is reported instead.
+
+Patterns are Python ``re`` syntax (``re`` validates them and gives the error messages; the speed
+analysis below reads ``re``'s parse tree) but are matched by the ``regex`` module in its
+re-compatible VERSION0: ``re`` cannot be stopped (nor does it release the GIL), so one pattern
+with catastrophic backtracking would hang the checker, while ``regex`` takes a timeout (see
+check.py). The two agree on syntax and on ASCII text but for ``\\B``, which also matches an empty
+line (as in Python 3.14's ``re``); they differ in a few Unicode class tables (``\\w`` also matches
+combining marks and the joiners, but not ``²`` or ``½``; ``\\s`` not U+001C–U+001F) and in POSIX
+classes: ``[[:alpha:]]`` is a class to ``regex`` but plain characters to ``re``, so such a pattern
+is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +28,10 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import regex as regex_module
 
 SEVERITIES = ("error", "warning", "info", "hint")
 FILE_KINDS = ("forbid", "require", "max_line_length", "max_lines")
@@ -39,6 +52,7 @@ class RuleProblem:
     start_col: int
     end_col: int
     #: toml-syntax | unknown-key | missing-id | missing-kind | multiple-kinds | bad-value | bad-regex | duplicate-id
+    #: | regex-timeout (found while checking: the pattern ran out of time on a file)
     code: str
     message: str
     rule_id: str | None = None
@@ -90,8 +104,10 @@ class Rule:
     rule_line: int = 1
     #: (line, start_col, end_col) of the ``id = ...`` line (where a duplicate id is reported).
     id_position: tuple[int, int, int] = (1, 0, 0)
+    #: (line, start_col, end_col) of the ``forbid``/``require`` line (where a slow pattern is reported).
+    pattern_position: tuple[int, int, int] = (1, 0, 0)
     # Compiled once, here, so checking never compiles anything.
-    regex: re.Pattern[str] | None = field(default=None, repr=False)
+    regex: regex_module.Pattern[str] | None = field(default=None, repr=False)
     #: Every match contains one of these strings (a fast prefilter), if that could be proven.
     literals: tuple[str, ...] | None = field(default=None, repr=False)
     #: Every matching line ends with one of these (patterns anchored with ``$``), if proven.
@@ -224,14 +240,14 @@ def build_rule(table: Any, *, number: int, rule_file: str, base: str, locate: Lo
                 bad(key, "a regular expression in a string (single quotes keep backslashes: '\\bx\\(')")
                 continue
             try:
-                regex = re.compile(pattern, re.MULTILINE)
+                compiled = compile_pattern(pattern)
             except (re.error, OverflowError, RecursionError, ValueError) as exc:
                 where = f" at position {exc.pos}" if getattr(exc, "pos", None) is not None else ""
                 detail = getattr(exc, "msg", None) or str(exc)
                 problem(key, "bad-regex", f"rule {name}: bad regex in {key}: {detail}{where}", rule_id)
                 continue
-            fields.update(regex=regex, literals=required_literals(pattern), last_chars=required_last_chars(pattern),
-                          line_safe=is_line_safe(pattern))
+            fields.update(regex=compiled, literals=required_literals(pattern), last_chars=required_last_chars(pattern),
+                          line_safe=is_line_safe(pattern), pattern_position=locate(key))
     for key in ("max_line_length", "max_lines"):
         if key in table:
             value = table[key]
@@ -276,6 +292,49 @@ def build_rule(table: Any, *, number: int, rule_file: str, base: str, locate: Lo
                 protected=protected if "protected" in table else None, requires_tests=requires,
                 base=base, rule_file=rule_file, rule_line=line, id_position=locate("id"), **fields)
     return rule, problems
+
+
+# -- compiling a pattern ---------------------------------------------------------------------------
+_POSIX_CLASS = re.compile(r"\[:\^?\w+:\]")
+
+
+def compile_pattern(pattern: str) -> regex_module.Pattern[str]:
+    """``pattern`` (Python ``re`` syntax, MULTILINE) compiled by the ``regex`` module, whose matches
+    can be given a timeout. Raises ``re.error`` (or ``OverflowError``, ``RecursionError``,
+    ``ValueError``) for a pattern either module refuses."""
+    import regex  # lazily: 25 ms of start-up, and only a file with forbid/require rules needs it
+
+    at = _posix_class_position(pattern)
+    if at is not None:  # before re.compile, which would warn about a nested set
+        raise re.error("POSIX classes such as [:alpha:] are read as plain characters by Python's re; "
+                       "write the class out (e.g. [a-zA-Z])", pattern, at)
+    re.compile(pattern, re.MULTILINE)  # re's syntax is the contract, and its messages the ones we show
+    try:
+        return regex.compile(pattern, regex.MULTILINE | regex.VERSION0)
+    except regex.error as exc:  # rare: a pattern re accepts and regex does not
+        raise re.error(exc.msg, pattern, exc.pos) from exc
+
+
+def _posix_class_position(pattern: str) -> int | None:
+    """Where a POSIX class (``[:name:]`` or ``[:^name:]``) stands inside a set, or None."""
+    position, in_set, size = 0, False, len(pattern)
+    while position < size:
+        char = pattern[position]
+        if char == "\\":
+            position += 2
+            continue
+        if not in_set and char == "[":
+            in_set = True
+            position += 1
+            position += pattern.startswith("^", position)
+            position += pattern.startswith("]", position)  # a leading ] is a member, not the end
+            continue
+        if in_set and char == "]":
+            in_set = False
+        elif in_set and char == "[" and _POSIX_CLASS.match(pattern, position):
+            return position
+        position += 1
+    return None
 
 
 # -- regex analysis (for speed; every answer here errs on the safe side) ---------------------------
@@ -419,14 +478,14 @@ def _flatten(items: list, c):
 def is_line_safe(pattern: str) -> bool:
     """True when finding the pattern in the whole text (MULTILINE) gives exactly the per-line
     matches, except for matches that run over a line break (which the checker detects and
-    redoes line by line). Lookarounds, \\A, \\Z and \\B behave differently, so they are not safe."""
+    redoes line by line). Lookarounds, \\A and \\Z behave differently, so they are not safe."""
     parsed = _parse(pattern)
     if parsed is None:
         return False
     c = _sre_constants
-    # \A \Z see the text's ends, not the line's; \B matches in an empty line of a longer text but
-    # never in the empty string that line is on its own.
-    unsafe_at = {c.AT_BEGINNING_STRING, c.AT_END_STRING, c.AT_NON_BOUNDARY}
+    # \A \Z see the text's ends, not the line's. (\B is safe with the regex module, which finds it
+    # in an empty line on its own as in one of a longer text; Python's re before 3.14 did not.)
+    unsafe_at = {c.AT_BEGINNING_STRING, c.AT_END_STRING}
 
     def walk(items) -> bool:
         for op, av in items:
