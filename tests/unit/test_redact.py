@@ -268,3 +268,9 @@ def test_log_book_stores_what_utf8_cannot_carry_as_escapes(tmp_path):
     # a lone surrogate: each is stored (and sent) as its escape, and the lines after it still are.
     stored = write_log(tmp_path, [("stderr", "caf\udce9 au lait"), ("text", "odd \ud800 text"), ("text", "héllo")])
     assert stored == [("stderr", "caf\\xe9 au lait"), ("text", "odd \\ud800 text"), ("text", "héllo")]
+
+
+def test_log_book_keeps_every_character_a_process_may_print(tmp_path):
+    # A NUL byte, JSON-looking text, emoji: stored and sent exactly as printed, nothing cut short.
+    entries = [("raw", "a\0b"), ("text", "123"), ("text", "null"), ("text", "é😀"), ("raw", "")]
+    assert write_log(tmp_path, entries) == entries

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from lsprotocol import types
 
 from promptrail.events import CommitLanded, LogEntry, RunEvent, RunOpened, RunStatus
+from promptrail.lsp.protocol import JsonReady
 
 if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
@@ -193,7 +194,7 @@ class RunStream:
         if not self._pending or self.run_id is None:
             return
         entries, self._pending = self._pending, []
-        self.ls.protocol.notify(LOG_NOTIFICATION, {"runId": self.run_id, "entries": entries})
+        self.ls.protocol.notify(LOG_NOTIFICATION, JsonReady(runId=self.run_id, entries=entries))
         if self.progress:
             for entry in reversed(entries):
                 if entry["kind"] in _PROGRESS_KINDS and entry["text"].strip():
