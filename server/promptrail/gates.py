@@ -331,7 +331,8 @@ def current_label(workspace: Workspace, row: dict[str, Any]) -> str | None:
     is recomputed, and the new label stored, only when the branch tip is neither the run's commit
     nor a tip this label was already confirmed for: the usual case reads one ref file."""
     stored = row.get("gate_status")
-    if not row.get("commit_sha") or stored in ("merged", "rolled back"):
+    # A direct-mode run's "branch" is the user's own: later commits there are not the run's.
+    if not row.get("commit_sha") or stored in ("merged", "rolled back") or row.get("mode") != "isolated":
         return stored
     tip = _branch_tip_fast(workspace.repo, row.get("branch")) or row["commit_sha"]
     key = (str(workspace.repo.common_dir), row["id"], tip)
@@ -342,7 +343,8 @@ def current_label(workspace: Workspace, row: dict[str, Any]) -> str | None:
     except PromptrailError:  # a malformed policy: every operation names it; a label cannot
         return "policy error"
     if label != stored:
-        workspace.store.update_run(row["id"], gate_status=label)
+        with contextlib.suppress(PromptrailError):  # a read-only store still shows the live label
+            workspace.store.update_run(row["id"], gate_status=label)
     _remember_label(key, label)
     return label
 

@@ -587,3 +587,15 @@ def test_merge_and_rollback_messages_carry_no_terminal_controls(repo):
     gates.rollback(ws, second["id"])
     assert git(repo, "log", "-1", "--format=%s", "main").strip() == \
         f"Roll back run {second['id']}: add b \\x1b]0;pwned\\x07\\x1b[2J"
+
+
+def test_a_direct_mode_runs_label_ignores_later_commits_on_the_users_branch(repo):
+    data = run_prompt(repo, [Write("feature.py", "1\n")], mode="direct")
+    assert data["status"] == "succeeded" and data["branch"] == "main"
+    as_user(repo, "lead@example.com")
+    assert gates.sign_off(Workspace(repo), data["id"], "approve").label == "approved by lead@example.com"
+    (repo / "later.py").write_text("2\n")
+    git(repo, "add", "later.py")
+    git(repo, "commit", "-qm", "someone's later work")
+    (row,) = queries.history(Workspace(repo))
+    assert row["gate"]["status"] == "approved by lead@example.com"  # not "stale": the commit is not the run's

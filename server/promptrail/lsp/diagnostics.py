@@ -240,7 +240,8 @@ class Diagnostics:
         if (diagnostics is None or current is None or self._states.get(key) is not state
                 or state.rules != snapshot.rules):
             return  # outside a repository, closed, or found under rules changed since: their re-check publishes
-        if current.version != snapshot.version:
+        # By text, not version: a save whose text differs replaces the document at the same version.
+        if current.source != snapshot.text:
             diagnostics = carry_over(diagnostics, snapshot.text, current.source)
         self.ls.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=snapshot.uri, version=current.version, diagnostics=diagnostics))

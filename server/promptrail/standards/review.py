@@ -372,7 +372,7 @@ def _cost(workspace: Any, model: str, answer: Answer) -> float | None:
     from promptrail.agents.base import Usage
 
     try:
-        table = costs.price_table(workspace.config.section("prices"))
+        table = workspace.config.parse("prices", costs.price_table)
     except PromptrailError:
         return None  # a malformed [prices] is reported where prices matter; this figure is only for the feed
     return costs.compute_cost(model, Usage(input=answer.input_tokens, output=answer.output_tokens), table)
