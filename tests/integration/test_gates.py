@@ -334,13 +334,19 @@ def test_policy_mistakes_name_their_own_line(text, message, line):
                                   "refuses until it is valid)")
 
 
-def test_two_runs_merged_into_a_moving_target(repo):
+def two_approved_runs(repo: Path, second_prompt: str = "add b") -> tuple[Workspace, dict, dict]:
+    """Two runs from the same base (a.py, then b.py), both approved by lead@example.com."""
     first = run_prompt(repo, [Write("a.py", "a\n")], prompt="add a")
-    second = run_prompt(repo, [Write("b.py", "b\n")], prompt="add b")
+    second = run_prompt(repo, [Write("b.py", "b\n")], prompt=second_prompt)
     ws = Workspace(repo)
     as_user(repo, "lead@example.com")
     for data in (first, second):
         gates.sign_off(ws, data["id"], "approve")
+    return ws, first, second
+
+
+def test_two_runs_merged_into_a_moving_target(repo):
+    ws, first, second = two_approved_runs(repo)
     gates.merge(ws, first["id"])
     assert git(repo, "rev-parse", "main").strip() == first["commit_sha"]  # fast-forward
     gates.merge(ws, second["id"])
@@ -575,12 +581,8 @@ def test_two_merges_at_once_deploy_the_run_once(repo, ran):
 
 
 def test_merge_and_rollback_messages_carry_no_terminal_controls(repo):
-    first = run_prompt(repo, [Write("a.py", "a\n")], prompt="add a")
-    second = run_prompt(repo, [Write("b.py", "b\n")], prompt="add b \x1b]0;pwned\x07\x1b[2J")
-    ws = Workspace(repo)
-    as_user(repo, "lead@example.com")
+    ws, first, second = two_approved_runs(repo, "add b \x1b]0;pwned\x07\x1b[2J")
     for data in (first, second):
-        gates.sign_off(ws, data["id"], "approve")
         gates.merge(ws, data["id"])  # the second is a merge commit
     assert git(repo, "log", "-1", "--format=%s", "main").strip() == \
         f"Merge run {second['id']}: add b \\x1b]0;pwned\\x07\\x1b[2J"
