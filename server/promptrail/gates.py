@@ -174,34 +174,6 @@ class GateState:
         return data
 
 
-def _branch_tip(repo: Repo, branch: str | None) -> str | None:
-    if not branch:
-        return None
-    result = repo.run("rev-parse", "-q", "--verify", f"refs/heads/{branch}")
-    return result.stdout.strip() if result.ok else None
-
-
-_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-
-
-def _branch_tip_fast(repo: Repo, branch: str | None) -> str | None:
-    """``_branch_tip`` read from the loose or packed ref file, without starting git: labels are
-    shown on the editor's hot path. Anything else (a symbolic ref, reftable, no such ref) asks git."""
-    if not branch:
-        return None
-    ref = f"refs/heads/{branch}"
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        loose = repo.common_dir / ref
-        if loose.is_file():
-            value = loose.read_text(encoding="ascii").strip()
-            return value if _SHA.fullmatch(value) else _branch_tip(repo, branch)
-        for line in (repo.common_dir / "packed-refs").read_text(encoding="utf-8").splitlines():
-            sha, _, name = line.partition(" ")
-            if name == ref and _SHA.fullmatch(sha):
-                return sha
-    return _branch_tip(repo, branch)
-
-
 def resolve_reviewed_sha(repo: Repo, sha: str) -> str:
     """The full SHA of the commit a reviewer names (``--sha``): at least 7 hex digits, one commit."""
     sha = sha.strip()
@@ -240,7 +212,7 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
         return GateState("not_applicable", run.get("status") or "", run.get("target_branch"), None,
                          [], [], [], [], 0, 0, ["the run has no commit"])
     policy, target = policy_for(workspace, run)
-    tip = _branch_tip(repo, run.get("branch")) or run["commit_sha"]
+    tip = repo.branch_sha(run.get("branch")) or run["commit_sha"]
     signoffs = store.signoffs(run["id"])
     # One voice per person: their latest sign-off on this SHA counts.
     latest_by_actor = {s["actor_email"].lower(): s for s in signoffs if s["commit_sha"] == tip}
@@ -334,7 +306,7 @@ def current_label(workspace: Workspace, row: dict[str, Any]) -> str | None:
     # A direct-mode run's "branch" is the user's own: later commits there are not the run's.
     if not row.get("commit_sha") or stored in ("merged", "rolled back") or row.get("mode") != "isolated":
         return stored
-    tip = _branch_tip_fast(workspace.repo, row.get("branch")) or row["commit_sha"]
+    tip = workspace.repo.branch_sha_fast(row.get("branch")) or row["commit_sha"]
     key = (str(workspace.repo.common_dir), row["id"], tip)
     if tip == row["commit_sha"] or _label_at_tip.get(key) == stored:
         return stored
@@ -423,7 +395,7 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
     if refusal:
         raise PromptrailError(refusal)
     expected = resolve_reviewed_sha(workspace.repo, reviewed_sha) if reviewed_sha else run["commit_sha"]
-    tip = _branch_tip(workspace.repo, run["branch"]) or run["commit_sha"]
+    tip = workspace.repo.branch_sha(run["branch"]) or run["commit_sha"]
     if tip != expected:
         raise PromptrailError(f"the run's branch {run['branch']} moved since it was opened for review "
                               f"(now at {tip[:12]}); review that commit and sign off with --sha {tip[:12]}")
@@ -461,7 +433,7 @@ async def simulate(workspace: Workspace, run_ref: str, sink: EventSink | None = 
     run = _run(workspace, run_ref)
     actor = await asyncio.to_thread(workspace.repo.identity)
     policy, _ = await asyncio.to_thread(policy_for, workspace, run)
-    tip = _branch_tip(workspace.repo, run["branch"]) or run["commit_sha"]
+    tip = workspace.repo.branch_sha(run["branch"]) or run["commit_sha"]
     fan = sink if isinstance(sink, FanOut) else FanOut(sink) if sink else FanOut()
     last = workspace.store.log(run["id"])
     log = LogBook(workspace.store, run["id"], fan, start_seq=last[-1]["seq"] if last else 0)
@@ -566,7 +538,7 @@ def merge(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> 
     with repo.write_lock():
         # Checked again under the lock: of two merges at once, the second finds the first's record.
         _refuse_if_done(workspace, run["id"], target)
-        old = _branch_tip(repo, target)
+        old = repo.branch_sha(target)
         if old is None:
             raise PromptrailError(f"the target branch '{target}' does not exist")
         if repo.run("merge-base", "--is-ancestor", old, tip).ok:
@@ -580,10 +552,11 @@ def merge(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> 
     return _refresh(workspace, run["id"], sink)
 
 
-def _refuse_if_done(workspace: Workspace, run_id: str, target: str) -> None:
-    """Refuse to merge a run that is already merged or rolled back (read fresh from the store)."""
+def _refuse_if_done(workspace: Workspace, run_id: str, target: str, *, merged_too: bool = True) -> None:
+    """Refuse a run that is already rolled back, or merged (``merged_too``), as the store says now:
+    called under the repository lock, it sees what a merge or rollback that just ran recorded."""
     status = (workspace.store.get_run(run_id) or {}).get("gate_status")
-    if status == "merged":
+    if status == "merged" and merged_too:
         raise PromptrailError(f"run {run_id} is already merged into {target}")
     if status == "rolled back":
         raise PromptrailError(f"run {run_id} is already rolled back")
@@ -632,10 +605,8 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
     _, target = policy_for(workspace, run)
     before, after = _merged_range(workspace, run)
     with repo.write_lock():
-        current = store.get_run(run["id"]) or {}
-        if current.get("gate_status") == "rolled back":  # another rollback got here first
-            raise PromptrailError(f"run {run['id']} is already rolled back")
-        old = _branch_tip(repo, target)
+        _refuse_if_done(workspace, run["id"], target, merged_too=False)  # another rollback got here first
+        old = repo.branch_sha(target)
         if old is None or not repo.run("merge-base", "--is-ancestor", after, old).ok:
             raise PromptrailError(f"run {run['id']} is not on {target}; only a merged run can be rolled back")
         rollback_id = new_run_id()

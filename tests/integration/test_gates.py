@@ -201,7 +201,7 @@ def test_lens_title_history_and_blame_show_stale_after_a_new_commit(repo, ran, m
     git(repo, "pack-refs", "--all")  # as `git gc` does: the tip is still read without starting git
     assert not (repo / ".git" / "refs" / "heads" / ran["branch"]).exists()
     monkeypatch.setenv("PATH", "")  # no git to start
-    assert gates._branch_tip_fast(ws.repo, ran["branch"]) == tip
+    assert ws.repo.branch_sha_fast(ran["branch"]) == tip
 
 
 def test_merge_refused_without_approval_and_on_red_checks(repo):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ class Identity:
         return f"{self.name} <{self.email}>"
 
 
+#: A full commit id, SHA-1 or SHA-256.
+_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 NO_IDENTITY = ("git has no identity (user.name / user.email); set one with "
                "`git config --global user.name \"Your Name\"` and "
                "`git config --global user.email you@example.com` (promptrail never writes your git config)")
@@ -110,6 +113,30 @@ class Repo:
             return self._repo.head.commit.hexsha
         except (ValueError, TypeError, git.GitCommandError):
             return None
+
+    def branch_sha(self, branch: str | None) -> str | None:
+        """The commit ``refs/heads/<branch>`` points at, or None when there is no such branch."""
+        if not branch:
+            return None
+        result = self.run("rev-parse", "-q", "--verify", f"refs/heads/{branch}")
+        return result.stdout.strip() if result.ok else None
+
+    def branch_sha_fast(self, branch: str | None) -> str | None:
+        """``branch_sha`` read from the loose or packed ref file, without starting git (gate labels
+        are shown on the editor's hot path). Anything else (a symbolic ref, reftable) asks git."""
+        if not branch:
+            return None
+        ref = f"refs/heads/{branch}"
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            loose = self.common_dir / ref
+            if loose.is_file():
+                value = loose.read_text(encoding="ascii").strip()
+                return value if _SHA.fullmatch(value) else self.branch_sha(branch)
+            for line in (self.common_dir / "packed-refs").read_text(encoding="utf-8").splitlines():
+                sha, _, name = line.partition(" ")
+                if name == ref and _SHA.fullmatch(sha):
+                    return sha
+        return self.branch_sha(branch)
 
     def head_branch(self) -> str | None:
         """The checked-out branch name, or None on a detached HEAD."""
