@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import sqlite3
+import time
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given, strategies as st
 
 from promptrail import costs
 from promptrail.agents import anthropic_api
-from promptrail.audit import ledger
+from promptrail.audit import ledger, store
 from promptrail.config import load_config, user_config_path
 from promptrail.errors import PromptrailError
 from promptrail.gitops.attribution import LineGroup, group_lines, parse_porcelain
@@ -96,6 +101,34 @@ def test_ledger_detects_alteration_deletion_and_reordering():
     resealed.execute("UPDATE events SET actor = 'mallory', hash = ? WHERE seq = 2",
                      [ledger.seal(resealed.execute("SELECT prev_hash FROM events WHERE seq = 2").fetchone()[0], row)])
     assert ledger.verify(resealed) == ledger.Verdict(False, 2, 3, "row 3: prev_hash does not match row 2's hash")
+
+
+# Any code point, lone surrogates and controls included: the digest of a stored log must not change.
+@given(st.integers(min_value=0, max_value=2**62), st.text(), st.text(st.characters(blacklist_categories=())))
+def test_log_line_json_is_exactly_what_json_dumps_writes(seq, kind, text):
+    expected = json.dumps([seq, "2026-12-04T17:00:00.000Z", kind, text], separators=(",", ":"), ensure_ascii=False)
+    assert ledger.log_line_json(seq, "2026-12-04T17:00:00.000Z", kind, text) == expected
+
+
+def test_log_digest_of_a_known_log():
+    digest = ledger.LogDigest()
+    digest.add(1, "2026-12-04T17:00:00.000Z", "text", 'say "hi"\n\té')
+    digest.add(2, "2026-12-04T17:00:00.001Z", "error", "\x00")
+    body = ('[1,"2026-12-04T17:00:00.000Z","text","say \\"hi\\"\\n\\té"]\n'
+            '[2,"2026-12-04T17:00:00.001Z","error","\\u0000"]\n')
+    assert digest.as_seal() == {"count": 2, "through_seq": 2,
+                                "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest()}
+
+
+def test_utc_now_is_the_current_millisecond():
+    before = datetime.now(timezone.utc)
+    stamp = store.utc_now()
+    after = datetime.now(timezone.utc)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= parsed <= after
+    time.sleep(0.002)
+    assert store.utc_now() > stamp  # the cached string moves on with the clock
 
 
 def test_config_layers_and_errors(tmp_path, isolated_home):

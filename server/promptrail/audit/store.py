@@ -37,16 +37,20 @@ from promptrail.errors import PromptrailError
 
 
 _second_cache: tuple[int, str] = (-1, "")
+_milli_cache: tuple[int, str] = (-1, "")
 
 
 def utc_now() -> str:
-    """The current UTC time as ``2026-12-03T18:45:56.123Z`` (cheap: log lines call it per line)."""
-    global _second_cache
-    now = time.time()
-    second = int(now)
-    if second != _second_cache[0]:
-        _second_cache = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{_second_cache[1]}.{int((now - second) * 1000):03d}Z"
+    """The current UTC time as ``2026-12-03T18:45:56.123Z`` (cheap: log lines call it per line, and
+    a fast agent prints dozens within one millisecond, which share one string)."""
+    global _second_cache, _milli_cache
+    milli = int(time.time() * 1000)
+    if milli != _milli_cache[0]:
+        second = milli // 1000
+        if second != _second_cache[0]:
+            _second_cache = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+        _milli_cache = (milli, f"{_second_cache[1]}.{milli % 1000:03d}Z")
+    return _milli_cache[1]
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
