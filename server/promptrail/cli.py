@@ -33,6 +33,11 @@ def _json_option(func: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 finished run``, ``2 finished runs``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -112,7 +117,20 @@ def _print_run_summary(data: dict[str, Any]) -> None:
     run_summary(data)
 
 
-@cli.command()
+class _PromptCommand(click.Command):
+    """``promptrail run``: a prompt that starts with ``-`` reads as options; the error says how to pass it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            if exc.possibilities:  # a mistyped option ("Did you mean --model?"): the hint would be noise
+                raise
+            raise click.UsageError(f"{exc.format_message()} A prompt that starts with '-' goes after '--': "
+                                   "promptrail run [OPTIONS] -- PROMPT", ctx) from None
+
+
+@cli.command(cls=_PromptCommand)
 @click.argument("prompt")
 @click.option("--agent", type=click.Choice(["claude-cli", "anthropic", "replay"]), default=None,
               help="Which agent runs the prompt (default from config: claude-cli).")
@@ -255,11 +273,13 @@ def verify(repo: str | None, as_json: bool) -> None:
         verdict = store.verify()
     finally:
         store.close()
-    if as_json:  # the shape scripts already parse; the text below adds the counts
-        _print_json({key: getattr(verdict, key) for key in ("ok", "checked", "first_bad_seq", "reason")})
+    if as_json:
+        _print_json({key: getattr(verdict, key) for key in ("ok", "checked", "first_bad_seq", "reason", "table",
+                                                             "runs_checked", "log_entries_checked", "signoffs_checked")})
     elif verdict.ok:
-        click.echo(f"ok: {verdict.checked} feed events, hash chain intact; {verdict.runs_checked} finished runs, "
-                   f"{verdict.log_entries_checked} log lines and {verdict.signoffs_checked} sign-offs match it")
+        click.echo(f"ok: {_count(verdict.checked, 'feed event')}, hash chain intact; "
+                   f"{_count(verdict.runs_checked, 'finished run')}, {_count(verdict.log_entries_checked, 'log line')} "
+                   f"and {_count(verdict.signoffs_checked, 'sign-off')} match it")
     elif verdict.table == "events" and verdict.first_bad_seq is not None:
         click.echo(f"BROKEN at event {verdict.first_bad_seq}: {verdict.reason} "
                    f"({verdict.checked} events before it are intact)")

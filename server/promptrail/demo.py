@@ -25,6 +25,8 @@ from promptrail.errors import PromptrailError
 
 DEMO_PROMPT = "add retries with exponential backoff to fetch()"
 DEMO_IDENTITY = ("Promptrail Demo", "demo@promptrail.invalid")
+#: Who signs the demo run off in its next steps (the four-eyes rule refuses the prompter).
+REVIEWER_EMAIL = "lead@example.com"
 
 
 def demo_data() -> Path:
@@ -61,10 +63,11 @@ def run_demo(directory: Path | None, *, as_json: bool = False) -> dict[str, Any]
     say = (lambda *_: None) if as_json else click.echo
     say(f"Sample repository: {target}")
     say("Replaying a recorded Claude Code session (no model is called; this is a replay).\n")
-    say(f"$ promptrail run {json.dumps(DEMO_PROMPT)} --agent replay\n")
+    transcript = demo_data() / "transcript.jsonl"
+    say(f"$ promptrail run {shlex.quote(DEMO_PROMPT)} --agent replay --transcript {shlex.quote(str(transcript))}\n")
 
     workspace = Workspace(target)
-    request = RunRequest(prompt=DEMO_PROMPT, agent="replay", transcript=str(demo_data() / "transcript.jsonl"))
+    request = RunRequest(prompt=DEMO_PROMPT, agent="replay", transcript=str(transcript))
 
     async def go() -> dict[str, Any]:
         run = await start_run(workspace, request, TerminalSink(quiet=as_json))
@@ -108,7 +111,8 @@ def next_steps(target: Path, run: dict[str, Any], changed: list[str]) -> str:
         f"  {command} verify",
         "Sign it off as a reviewer (the four-eyes rule refuses the prompter's own approval), merge it, "
         "and see its lines on main:",
-        "  git config user.email lead@example.com",
+        f"  export GIT_AUTHOR_NAME='Lee Lead' GIT_AUTHOR_EMAIL={REVIEWER_EMAIL}   # you, as the reviewer, "
+        "in this shell",
         f"  {command} gate approve {short}",
         f"  {command} gate merge {short}",
         f"  {command} blame {path}",

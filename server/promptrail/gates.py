@@ -163,6 +163,8 @@ class GateState:
     required_approvals: int
     stale_signoffs: int
     merge_blockers: list[str]
+    #: The run's commit is already on the target (direct mode, or merged without promptrail).
+    on_target: bool = False
 
     @property
     def can_merge(self) -> bool:
@@ -225,6 +227,14 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
     latest = {c["name"]: c for c in checks}  # the newest result per check name
     blocking = [v for v in violations_at(workspace, run, tip) if v["severity"] in policy.block_on]
     blockers: list[str] = []
+    done = run.get("gate_status")
+    target_sha = repo.branch_sha(target) if done not in ("merged", "rolled back") else None
+    on_target = bool(target_sha) and repo.run("merge-base", "--is-ancestor", tip, target_sha).ok
+    if done in ("merged", "rolled back"):
+        blockers.append(f"already merged into {target}" if done == "merged" else "rolled back")
+    elif on_target:
+        how = " (direct mode commits to your branch)" if run.get("mode") == "direct" else ""
+        blockers.append(f"its commit {tip[:12]} is already on {target}{how}: there is nothing to merge")
     if run.get("status") not in MERGEABLE_STATES:
         blockers.append(f"the run ended {run.get('status')}; only a finished run's work can be merged")
     if len(approvals) < policy.required_approvals:
@@ -257,7 +267,7 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
     else:
         status, label = "pending", "pending"
     return GateState(status, label, target, tip, approvals, rejections, list(latest.values()), blocking,
-                     policy.required_approvals, stale, blockers)
+                     policy.required_approvals, stale, blockers, on_target)
 
 
 #: (repository, base, tip) → the CLAUDE.md violations of a run's branch at ``tip``; commits never
@@ -531,6 +541,8 @@ def merge(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> 
     state = gate_state(workspace, run)
     if state.status == "merged":
         raise PromptrailError(f"run {run['id']} is already merged into {state.target}")
+    if state.on_target:  # approvals or checks missing would not be the point
+        raise PromptrailError(f"run {run['id']}: {state.merge_blockers[0]} (an approval still records the review)")
     if state.merge_blockers:
         raise PromptrailError(f"run {run['id']} cannot be merged: {'; '.join(state.merge_blockers)}")
     target, tip = state.target, state.sha

@@ -329,6 +329,10 @@ class Run:
         if not outcome.committed:
             if self.row["mode"] == "isolated":
                 await asyncio.to_thread(worktree.remove, repo, workdir)
+                if await asyncio.to_thread(worktree.drop_unused_branch, repo, self.row["branch"],
+                                           self.row["base_sha"]):
+                    await asyncio.to_thread(self.store.update_run, self.id, branch=None)
+                    self.row["branch"] = None
             if conflicting:
                 return {"status": "needs_attention", "error": _conflict_message(conflicting, self.snapshot_ref)}
             if not ended:

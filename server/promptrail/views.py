@@ -31,19 +31,27 @@ _STATUS_STYLE = {"succeeded": "green", "no_changes": "yellow", "failed": "red", 
 
 
 # C0 controls but newline and tab, DEL, C1 controls: ESC alone can clear the screen, retitle the
-# window (OSC) or rewrite earlier lines; CR overwrites the line it ends.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# window (OSC) or rewrite earlier lines; CR overwrites the line it ends. And the bidi overrides and
+# isolates, which make a line display in another order than it reads.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
     """``text`` safe for a terminal: control characters other than newline and tab are shown as
-    escapes (ESC as ``\\x1b``, CR as ``\\r``, any other C0/C1 control or DEL as ``\\xNN``)."""
+    escapes (ESC as ``\\x1b``, CR as ``\\r``, any other C0/C1 control or DEL as ``\\xNN``, a bidi
+    override or isolate as ``\\u202e``)."""
     return without_controls(text) if _CONTROL.search(text) else text
 
 
 def _text(value: Any, style: str = "") -> Text:
     """A value from data as a rich ``Text``: escaped, never read as markup."""
     return Text(printable("" if value is None else str(value)), style=style)
+
+
+def one_line_path(path: str) -> str:
+    """A file name on one terminal line: ``printable``, with a newline or tab in the name shown as
+    ``\\n`` / ``\\t`` (as git quotes them), so a name never looks like two rows or two names."""
+    return printable(path).replace("\n", "\\n").replace("\t", "\\t")
 
 
 def _lines(text: str) -> list[str]:
@@ -95,8 +103,10 @@ def run_summary(run: dict[str, Any]) -> None:
         for column in ("path", "change", "+", "−"):
             file_table.add_column(column, justify="right" if column in "+−" else "left")
         for f in files:
-            path = f["path"] if not f.get("old_path") else f"{f['old_path']} → {f['path']}"
-            file_table.add_row(_text(path), _text(f["status"]),
+            path = one_line_path(f["path"])
+            if f.get("old_path"):
+                path = f"{one_line_path(f['old_path'])} → {path}"
+            file_table.add_row(Text(path), _text(f["status"]),
                                Text(f"+{f['additions']}" if f["additions"] is not None else "bin", style="green"),
                                Text(f"−{f['deletions']}" if f["deletions"] is not None else "bin", style="red"))
         console.print(file_table)
@@ -208,7 +218,7 @@ def _violation_counts(violations: list[dict[str, Any]]) -> Text:
 def run_violations(violations: list[dict[str, Any]]) -> None:
     """A run's violations, one line each (``path:line:col: severity [rule] message``)."""
     for v in violations:
-        console.print(_text(f"  {v['path']}:{v['line']}:{v['start_col'] + 1}: ") +
+        console.print(Text(f"  {one_line_path(v['path'])}:{v['line']}:{v['start_col'] + 1}: ") +
                       _text(v["severity"], style=_SEVERITY_STYLE.get(v["severity"], "")) +
                       _text(_violation_text(v)))
 
@@ -222,8 +232,9 @@ def _violation_text(v: dict[str, Any]) -> str:
 def check_report(report: Any) -> list[str]:
     """``promptrail check`` as plain lines: CLAUDE.md problems, violations, then a summary.
     Columns are 1-based for people and editors (``path:line:col``)."""
-    lines = [f"{p.path}:{p.line}:{p.start_col + 1}: {p.severity} [{p.code}] {p.message}" for p in report.problems]
-    lines += [f"{v.path}:{v.line}:{v.start_col + 1}: {v.severity} [{v.rule_id}] {v.message}"
+    lines = [f"{one_line_path(p.path)}:{p.line}:{p.start_col + 1}: {p.severity} [{p.code}] {p.message}"
+             for p in report.problems]
+    lines += [f"{one_line_path(v.path)}:{v.line}:{v.start_col + 1}: {v.severity} [{v.rule_id}] {v.message}"
               for v in report.violations]
     counts: dict[str, int] = {}
     for v in report.violations:

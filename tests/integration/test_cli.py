@@ -70,6 +70,17 @@ def test_empty_prompt(repo):
     assert result.stderr == "promptrail: error: the prompt is empty; say what the agent should do\n"
 
 
+def test_a_prompt_that_starts_with_a_dash_is_told_to_go_after_double_dash(repo):
+    result = cli("run", "-rf the cache", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("Error: No such option '-r'. A prompt that starts with '-' goes after "
+                                              "'--': promptrail run [OPTIONS] -- PROMPT")
+    assert json.loads(cli("history", "--json", cwd=repo).stdout) == []
+    mistyped = cli("run", "--modle", "x", "y", cwd=repo)  # click's own suggestion is the better hint
+    assert mistyped.stderr.splitlines()[-1] == ("Error: No such option '--modle'. (Did you mean one "
+                                                "of: '--mode', '--model'?)")
+
+
 def test_malformed_config_names_file_and_line(repo):
     (repo / ".promptrail.toml").write_text("[agent]\nname = \"replay\"\nmode = \n")
     result = cli("run", "x", cwd=repo)
@@ -137,7 +148,9 @@ def test_verify_intact_then_altered(repo, ran):
     broken = cli("verify", "--json", cwd=repo)
     assert broken.returncode == 1
     assert json.loads(broken.stdout) == {"ok": False, "checked": 1, "first_bad_seq": 2,
-                                         "reason": "row 2: content does not match its hash (row altered)"}
+                                         "reason": "row 2: content does not match its hash (row altered)",
+                                         "table": "events", "runs_checked": 0, "log_entries_checked": 0,
+                                         "signoffs_checked": 0}
 
 
 def test_verify_deleted_row(repo, ran):
@@ -153,7 +166,9 @@ def test_verify_rows_cut_from_the_end(repo, ran):
     broken = cli("verify", "--json", cwd=repo)
     assert broken.returncode == 1
     assert json.loads(broken.stdout) == {"ok": False, "checked": 3, "first_bad_seq": 4, "reason":
-                                         "row 4: missing; the feed had 4 rows (rows were deleted from its end)"}
+                                         "row 4: missing; the feed had 4 rows (rows were deleted from its end)",
+                                         "table": "events", "runs_checked": 0, "log_entries_checked": 0,
+                                         "signoffs_checked": 0}
 
 
 def test_verify_reordered_rows(repo, ran):

@@ -76,7 +76,12 @@ def test_the_demos_next_steps_work_when_pasted_into_a_new_shell(tmp_path):
     out = demo(str(target)).stdout
     steps = out[out.index("Explore the trail:\n"):out.index("Done with it: ")].splitlines()
     commands = [line.strip() for line in steps if line.startswith("  ")]
-    assert commands[0] == f"cd {target}" and "git config user.email lead@example.com" in commands
+    assert commands[0] == f"cd {target}"
+    assert "export GIT_AUTHOR_NAME='Lee Lead' GIT_AUTHOR_EMAIL=lead@example.com   # you, as the reviewer, in this " \
+        "shell" in commands
+    # The command the demo says it ran works pasted too (the transcript is named).
+    ran = out[out.index("$ promptrail run "):].splitlines()[0][2:]
+    assert "--transcript " in ran
     # A new shell: nothing of this Python on PATH, so the steps must bring promptrail themselves.
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
     done = subprocess.run(["bash", "-e", "-c", "\n".join(commands)], capture_output=True, text=True, env=env,
@@ -86,6 +91,12 @@ def test_the_demos_next_steps_work_when_pasted_into_a_new_shell(tmp_path):
                                         str(target)], capture_output=True, text=True, check=True).stdout)
     assert run["gate"]["status"] == "merged"
     assert "gate: approved by lead@example.com\n" in done.stdout and "gate: merged\n" in done.stdout
+    assert git(target, "config", "--get", "user.email").strip() == "demo@promptrail.invalid"  # the repo's own
+    on_path = {**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+    again = subprocess.run(f"{ran} --json", shell=True, cwd=target, capture_output=True, text=True, env=on_path,
+                           timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["prompt"] == "add retries with exponential backoff to fetch()"
     # The last step blamed main, where the merged run's lines now carry its lens.
     lens = f"     ✦ add retries with exponential backoff to fetch() (replay) · $0.127 · 29.0k tok · gate: merged   " \
            f"[run {run['id']}]"

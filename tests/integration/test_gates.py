@@ -601,3 +601,30 @@ def test_a_direct_mode_runs_label_ignores_later_commits_on_the_users_branch(repo
     git(repo, "commit", "-qm", "someone's later work")
     (row,) = queries.history(Workspace(repo))
     assert row["gate"]["status"] == "approved by lead@example.com"  # not "stale": the commit is not the run's
+
+
+def test_a_direct_mode_run_has_nothing_to_merge_and_says_so(repo):
+    """Direct mode commits on the user's branch: the commit is on the target already; approving it
+    records the review, and merge says there is nothing to merge instead of a no-op "deployed"."""
+    data = run_prompt(repo, [Write("feature.py", "1\n")], mode="direct")
+    ws = Workspace(repo)
+    sha = data["commit_sha"][:12]
+    reason = f"its commit {sha} is already on main (direct mode commits to your branch): there is nothing to merge"
+    state = gates.gate_state(ws, ws.store.get_run(data["id"]))
+    assert (state.on_target, state.can_merge, state.merge_blockers[0]) == (True, False, reason)
+    as_user(repo, "lead@example.com")
+    assert gates.sign_off(ws, data["id"], "approve").label == "approved by lead@example.com"
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.merge(ws, data["id"])
+    assert str(excinfo.value) == f"run {data['id']}: {reason} (an approval still records the review)"
+    assert ws.store.query("SELECT kind FROM events WHERE kind = 'deployed'") == []
+
+
+def test_a_merged_run_cannot_be_merged_again_and_shows_it(repo, ran):
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com")
+    gates.sign_off(ws, ran["id"], "approve")
+    gates.merge(ws, ran["id"])
+    state = gates.gate_state(ws, ws.store.get_run(ran["id"]))
+    assert (state.status, state.can_merge, state.merge_blockers[0]) == ("merged", False, "already merged into main")
+    assert queries.run_json(ws, ran["id"])["gate"]["can_merge"] is False

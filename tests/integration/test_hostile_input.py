@@ -57,7 +57,7 @@ def test_a_file_name_that_is_not_utf8_is_committed_and_recorded(repo):
     assert [e["kind"] for e in reversed(events)] == ["run.started", "run.committed", "run.checked", "run.succeeded"]
     assert events[2]["data"]["files"] == ["bad\\xffname.txt", "ok.txt"]
     assert worktrees(repo) == [f"worktree {repo}"]  # the run's worktree was removed once committed
-    assert cli("verify", cwd=repo).stdout.startswith("ok: 4 feed events, hash chain intact; 1 finished runs")
+    assert cli("verify", cwd=repo).stdout.startswith("ok: 4 feed events, hash chain intact; 1 finished run, ")
 
 
 def test_every_text_the_store_writes_is_storable_and_verify_stays_ok(tmp_path):

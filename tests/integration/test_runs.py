@@ -220,6 +220,10 @@ def test_agent_error_and_incomplete_outcomes(repo):
 def test_no_changes(repo):
     data = run_prompt(repo, [Say("nothing to do")])
     assert data["status"] == "no_changes" and data["commit_sha"] is None and data["files"] == []
+    # Nothing to review: the run leaves no branch (and says none) and no worktree behind.
+    assert data["branch"] is None
+    assert git(repo, "branch", "--list", "promptrail/*") == ""
+    assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
 
 
 def test_log_is_gap_free_and_streamed_in_order(repo, tmp_path):

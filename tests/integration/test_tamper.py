@@ -60,9 +60,16 @@ def delete_database(repo: Path) -> None:
         Path(f"{db_path(repo)}{suffix}").unlink(missing_ok=True)
 
 
+#: What `verify --json` adds to the verdict: where the problem is and what the cross-check counted.
+VERIFY_DETAIL = ("table", "runs_checked", "log_entries_checked", "signoffs_checked")
+
+
 def verify_json(repo: Path) -> tuple[int, dict]:
+    """`verify --json`'s exit code and verdict, without ``VERIFY_DETAIL`` (a test of the counts reads them)."""
     result = cli("verify", "--json", cwd=repo)
-    return result.returncode, json.loads(result.stdout)
+    verdict = json.loads(result.stdout)
+    assert set(VERIFY_DETAIL) <= set(verdict)
+    return result.returncode, {key: value for key, value in verdict.items() if key not in VERIFY_DETAIL}
 
 
 def refusal(repo: Path, detail: str) -> str:
@@ -116,7 +123,7 @@ def test_starting_over_on_purpose_after_moving_the_anchor_aside(repo, ran, trans
     result = cli("run", "again", "--transcript", str(transcript), "--json", cwd=repo)
     assert result.returncode == 0, result.stderr
     assert anchor_path(repo).read_text().startswith("4 ")  # a new feed: run.started … run.succeeded
-    assert cli("verify", cwd=repo).stdout.startswith("ok: 4 feed events, hash chain intact; 1 finished runs, ")
+    assert cli("verify", cwd=repo).stdout.startswith("ok: 4 feed events, hash chain intact; 1 finished run, ")
 
 
 def test_events_cut_from_the_end_refuse_the_next_run(repo, ran, transcript):
@@ -290,6 +297,9 @@ def test_untouched_repository_verifies(repo):
         "SELECT data FROM events WHERE instr(data, '\"log\":{')"))
     assert sealed_lines < scalar(repo, "SELECT COUNT(*) FROM log_entries")  # the check's output came later
     assert verify_json(repo) == (0, {"ok": True, "checked": events, "first_bad_seq": None, "reason": None})
+    counts = json.loads(cli("verify", "--json", cwd=repo).stdout)
+    assert {key: counts[key] for key in VERIFY_DETAIL} == {
+        "table": None, "runs_checked": 5, "log_entries_checked": sealed_lines, "signoffs_checked": 2}
     text = cli("verify", cwd=repo)
     assert (text.returncode, text.stdout) == (
         0, f"ok: {events} feed events, hash chain intact; 5 finished runs, {sealed_lines} log lines and "

@@ -70,6 +70,32 @@ def test_printable_escapes_controls_but_newline_and_tab():
         assert printable(char) == ({0x0d: "\\r"}.get(code, f"\\x{code:02x}") if escaped else char), code
 
 
+def test_printable_escapes_bidi_overrides_and_isolates_but_not_marks():
+    for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]:
+        assert printable(f"a{chr(code)}b") == f"a\\u{code:04x}b"
+    assert printable("שלום\u200f.txt \u200e\u061c") == "שלום\u200f.txt \u200e\u061c"  # marks: real RTL text
+
+
+def test_a_prompt_with_a_bidi_override_and_a_file_name_with_a_newline_show_as_they_read(repo, tmp_path):
+    """A right-to-left override would make `show` display "txt.exe" for "exe.txt"; a newline in a
+    file name would show as two rows of the files table."""
+    prompt = "rename \u202eexe.txt"
+    transcript = write_session(tmp_path / "t.jsonl", [Write("two\nlines.py", "1\n"), Write("tab\there.py", "2\n")])
+    shown("run", prompt, "--transcript", str(transcript), cwd=repo)
+    (run,) = json.loads(cli("history", "--json", cwd=repo).stdout)
+    lines = shown("show", run["id"], cwd=repo)
+    assert "prompt     rename \\u202eexe.txt" in lines
+    assert not any("\u202e" in line for line in lines)
+    files = [line.split()[0] for line in lines if line.strip().endswith("−0")]
+    assert files == ["tab\\there.py", "two\\nlines.py"]
+    assert git(repo, "log", "-1", "--format=%s", run["commit_sha"]) == "rename \\u202eexe.txt\n"
+    data = json.loads(cli("show", run["id"], "--json", cwd=repo).stdout)
+    assert data["prompt"] == prompt  # kept exact
+    # A tab in a name once split git's numstat line: the file showed as binary.
+    assert [(f["path"], f["additions"], f["deletions"]) for f in data["files"]] == [
+        ("tab\there.py", 1, 0), ("two\nlines.py", 1, 0)]
+
+
 def test_terminal_sink_prints_agent_output_escaped(capsys):
     sink = TerminalSink()
     sink.emit(RunOpened("r1", "p", "replay", "label\x1b]0;T\x07", None, "isolated", None, None))

@@ -66,10 +66,16 @@ def commit_message(summary: str, prompt: str, run_id: str, agent_label: str) -> 
 #: Every C0 control but newline and tab, DEL and every C1 control, as ``\\xNN`` (CR as ``\\r``).
 _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)] if code not in (0x09, 0x0A)}
 _CONTROL_ESCAPES[0x0D] = "\\r"
+#: The bidirectional embeddings, overrides and isolates, as ``\\uNNNN``: they reorder how the rest of
+#: a line is displayed, so a prompt or file name could show one thing and say another (CVE-2021-42574).
+#: The marks (U+200E, U+200F, U+061C) stay: they only nudge neutral characters in real RTL text.
+_BIDI_CONTROLS = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_CONTROL_ESCAPES.update({code: f"\\u{code:04x}" for code in _BIDI_CONTROLS})
 
 
 def without_controls(text: str) -> str:
-    """``text`` with the characters that drive a terminal (ESC, BEL, CR...) shown as escapes."""
+    """``text`` with the characters that drive a terminal (ESC, BEL, CR...) or reorder its display
+    (bidi overrides) shown as escapes."""
     return text.translate(_CONTROL_ESCAPES)
 
 
@@ -101,7 +107,7 @@ def _diff(repo: Repo, spec: list[str], cwd: Path | None = None, env: dict[str, s
     parts = numstat.split("\0")
     i = 0
     while i < len(parts) - 1:
-        fields = parts[i].split("\t")
+        fields = parts[i].split("\t", 2)  # the path itself may hold a tab
         if len(fields) == 3 and fields[2] == "":  # rename: "a\td\t" NUL old NUL new
             path, i = parts[i + 2], i + 3
         else:

@@ -61,6 +61,16 @@ def _create_unborn(repo: Repo, path: Path, branch: str, name: str) -> None:
     (path / ".git").write_text(f"gitdir: {admin}\n")
 
 
+def drop_unused_branch(repo: Repo, branch: str, base_sha: str | None) -> bool:
+    """Delete a run's branch that got no commit of its own (it still points at ``base_sha``), so a
+    run that changed nothing leaves no branch behind. The delete names the expected value: a branch
+    someone moved in the meantime stays. True when no such branch is left."""
+    if base_sha is None:  # an empty repository: the run's branch was never born
+        return True
+    with repo.write_lock():
+        return repo.run("update-ref", "-d", f"refs/heads/{branch}", base_sha).ok
+
+
 def remove(repo: Repo, path: Path) -> None:
     """Remove a worktree folder and its admin entry (the branch and its commits stay)."""
     with repo.write_lock():
