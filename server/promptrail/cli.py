@@ -274,8 +274,9 @@ def verify(repo: str | None, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        _print_json({key: getattr(verdict, key) for key in ("ok", "checked", "first_bad_seq", "reason", "table",
-                                                             "runs_checked", "log_entries_checked", "signoffs_checked")})
+        keys = ("ok", "checked", "first_bad_seq", "reason", "table", "runs_checked", "log_entries_checked",
+                "signoffs_checked")
+        _print_json({key: getattr(verdict, key) for key in keys})
     elif verdict.ok:
         click.echo(f"ok: {_count(verdict.checked, 'feed event')}, hash chain intact; "
                    f"{_count(verdict.runs_checked, 'finished run')}, {_count(verdict.log_entries_checked, 'log line')} "
