@@ -35,10 +35,16 @@ def demo_data() -> Path:
 
 def make_sample_repo(directory: Path) -> Path:
     """Copy the sample project into ``directory`` and commit it with a repository-local identity."""
-    if directory.exists() and any(directory.iterdir()):
-        raise PromptrailError(f"{directory} is not empty; give the demo a new or empty folder")
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(demo_data() / "repo", directory, dirs_exist_ok=True)
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise PromptrailError(f"{directory} is a file; give the demo a new or empty folder")
+        if directory.exists() and any(directory.iterdir()):
+            raise PromptrailError(f"{directory} is not empty; give the demo a new or empty folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(demo_data() / "repo", directory, dirs_exist_ok=True)
+    except OSError as exc:  # a parent that is a file, a read-only or virtual file system (/proc, /sys)...
+        raise PromptrailError(f"cannot make the demo repository in {directory}: {exc.strerror or exc}; give the "
+                              "demo a folder you can write to") from None
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True)

@@ -84,6 +84,11 @@ def make_agent(workspace: Workspace, request: RunRequest, max_budget_usd: float 
         from promptrail.agents.claude_cli import ClaudeCliAgent
 
         claude_path = request.claude_path or settings.claude_path
+        if "/" in claude_path:  # a path, not a name to look up on PATH: made absolute, as the agent runs
+            given = Path(claude_path).expanduser()  # in the run's worktree, not here
+            if not given.is_absolute():
+                given = given if given.exists() else workspace.root / given
+            claude_path = str(given.absolute())
         search_path = (request.agent_env or {}).get("PATH", os.environ.get("PATH"))
         if os.path.isfile(claude_path) and not os.access(claude_path, os.X_OK):
             raise PromptrailError(f"'{claude_path}' is not executable; `chmod +x` it or pass another --claude-path")
@@ -120,6 +125,10 @@ class Run:
         #: (an agent that asked for several tools at once) says which call it answers.
         self.tool_calls: dict[str, str] = {}
         self.last_tool_call: str | None = None
+        #: Direct mode's evidence of what the agent changed: the paths its file tools wrote, and
+        #: whether it ran any command (which may change files no tool call names).
+        self.written: set[str] = set()
+        self.ran_commands = False
         #: The CLAUDE.md check's summary once the commit was checked (``RunStatus.violations``).
         self.check_summary: dict[str, Any] | None = None
 
@@ -197,6 +206,23 @@ class Run:
 
         return run_json(self.workspace, self.id)
 
+    def _agents_share(self, changed: list[str]) -> list[str]:
+        """Of the paths that changed in the working tree during a direct-mode run, those to commit
+        as the agent's. An agent that ran no command can only have changed what its file tools
+        wrote: anything else was edited by someone else (you, another program) and stays
+        uncommitted. After a command nobody can tell, so all of it is committed, and said so."""
+        foreign = sorted(path for path in changed if path not in self.written)
+        if not foreign:
+            return changed
+        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+        if self.ran_commands:
+            self.log.add("warning", f"changed during the run by no file tool of the agent (by its commands, or by "
+                                    f"you): {shown}; committed as the run's")
+            return changed
+        self.log.add("warning", f"changed during the run, but the agent wrote none of them (you, or another "
+                                f"program): {shown}; left uncommitted")
+        return [path for path in changed if path in self.written]
+
     async def _drive_agent(self, workdir: Path) -> Finished:
         finished: Finished | None = None
         stream = self.agent.events(self.request.prompt, workdir)
@@ -223,6 +249,7 @@ class Run:
         elif isinstance(event, ToolUse):
             self.tool_calls[event.id] = describe_tool_use(event, self.agent_cwd or workdir)
             self.last_tool_call = event.id
+            self._note_change(event, self.agent_cwd or workdir)
             self.log.add("tool_use", self.tool_calls[event.id])
         elif isinstance(event, ToolResult):
             answers = self.tool_calls.get(event.tool_use_id) if event.tool_use_id != self.last_tool_call else None
@@ -241,6 +268,15 @@ class Run:
             self.log.add("system", "agent started" + "".join(f" · {k} {v}" for k, v in fields.items()))
         elif isinstance(event, Usage):
             pass  # the verdict carries the totals
+
+    def _note_change(self, event: ToolUse, workdir: Path) -> None:
+        if event.name in WRITING_TOOLS:
+            target = (event.input or {}).get("file_path") or (event.input or {}).get("path") \
+                or (event.input or {}).get("notebook_path")
+            if isinstance(target, str):
+                self.written.add(_relative_path(target, workdir))
+        elif isinstance((event.input or {}).get("command"), str):
+            self.ran_commands = True
 
     def _record_finish(self, finished: Finished) -> None:
         from promptrail import costs
@@ -274,8 +310,9 @@ class Run:
         if fields["cost_mismatch"]:
             names = [str(name) for name in per_model]
             prices = f"{names[0]}'s prices" if len(names) == 1 else f"the prices of {', '.join(names)}"
-            self.log.add("error", f"cost mismatch: the agent reported ${reported:.4f}, the tokens cost "
-                                  f"${computed:.4f} at {prices} (more than 5 % apart)")
+            shown_reported, shown_computed = _distinguishable(reported, computed)
+            self.log.add("error", f"cost mismatch: the agent reported ${shown_reported}, the tokens cost "
+                                  f"${shown_computed} at {prices} (more than 5 % apart)")
         self.row.update(fields)
         self.store.update_run(self.id, **fields)
         if finished.complete and not finished.is_error:
@@ -316,6 +353,7 @@ class Run:
             outcome = await asyncio.to_thread(gitcommit.commit_worktree, repo, workdir, message, self.identity)
         else:
             clean, conflicting = await asyncio.to_thread(gitcommit.changed_since, repo, before)
+            clean = self._agents_share(clean)
             for path in conflicting:
                 self.log.add("error", f"{path}: already had your uncommitted changes; the agent's edit is left "
                                       "uncommitted in your working tree for you to review; your own version: "
@@ -326,7 +364,18 @@ class Run:
             return {"status": "hook_failed",
                     "error": "a git hook rejected the commit; the change is kept"
                              + (f" in {workdir}" if self.row["mode"] == "isolated" else " in your working tree")}
+        # Files .gitignore excludes are never committed; in a fresh worktree only the run made them.
+        # Said, and the worktree kept for them: what the agent wrote is not thrown away unseen.
+        ignored = await asyncio.to_thread(gitcommit.ignored_paths, repo, workdir) \
+            if self.row["mode"] == "isolated" else []
+        if ignored:
+            shown = ", ".join(ignored[:10]) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+            self.log.add("warning", f"not committed, as .gitignore excludes them: {shown}; they stay in the run's "
+                                    f"worktree {workdir} (`promptrail prune` removes it)")
         if not outcome.committed:
+            if ignored:
+                return ended or {"status": "no_changes", "error": f"the agent wrote only files .gitignore excludes "
+                                                                  f"({shown}); they are in {workdir}"}
             if self.row["mode"] == "isolated":
                 await asyncio.to_thread(worktree.remove, repo, workdir)
                 if await asyncio.to_thread(worktree.drop_unused_branch, repo, self.row["branch"],
@@ -351,7 +400,7 @@ class Run:
         self.check_summary = await run_check.check_run(
             self.workspace, self.id, base_sha=self.row["base_sha"], commit_sha=outcome.sha, files=files,
             actor=str(self.identity), log=self.log.add)
-        if self.row["mode"] == "isolated":
+        if self.row["mode"] == "isolated" and not ignored:
             await asyncio.to_thread(worktree.remove, repo, workdir)
         result: dict[str, Any] = {"commit_sha": outcome.sha, "gate_status": "pending"}
         if conflicting:
@@ -382,6 +431,24 @@ def _conflict_message(paths: list[str], snapshot_ref: str | None) -> str:
              if snapshot_ref else "")
     return (f"{len(paths)} path(s) the agent changed already had your uncommitted changes and were left "
             f"uncommitted: {', '.join(paths)}{saved}")
+
+
+#: Tools that write the one file their input names: Claude Code's, and the anthropic agent's.
+WRITING_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit", "write_file", "edit_file"})
+
+
+def _relative_path(target: str, workdir: Path) -> str:
+    """A tool's path as git names it in the working tree: relative to ``workdir`` (also through
+    symlinks, e.g. /tmp vs /private/tmp), normalised; a path outside it is kept as given."""
+    path = Path(target)
+    if not path.is_absolute():
+        return os.path.normpath(target)
+    for base, candidate in ((workdir, path), (Path(os.path.realpath(workdir)), Path(os.path.realpath(path)))):
+        try:
+            return candidate.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return target
 
 
 def describe_tool_use(event: ToolUse, workdir: Path) -> str:
@@ -424,6 +491,14 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
         unfinished = await asyncio.to_thread(gitcommit.operation_in_progress, repo)
         if unfinished:
             raise PromptrailError(f"{unfinished} before a direct-mode run, or use --mode isolated")
+        # Direct mode commits what changed in the working tree during the run: a second agent
+        # writing there at the same time would have its files committed as the first one's work.
+        await asyncio.to_thread(workspace.settle_interrupted_runs)
+        busy = [r["id"] for r in await asyncio.to_thread(workspace.store.runs_left_running)
+                if r.get("mode") == "direct" and r.get("repo_root") == str(repo.root)]
+        if busy:
+            raise PromptrailError(f"direct-mode run {busy[0]} is still working in {repo.root}; wait for it "
+                                  "(or cancel it), or use --mode isolated")
     identity = await asyncio.to_thread(repo.identity)
     # A damaged store found later would stop the run after its commit, with nothing recorded.
     await asyncio.to_thread(workspace.store.check_intact)
@@ -453,6 +528,16 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
     run = Run(workspace, RunRequest(**{**request.__dict__, "prompt": prompt}), agent, identity, fan, row)
     run.task = asyncio.create_task(run.execute(), name=f"run-{row['id']}")
     return run
+
+
+def _distinguishable(a: float, b: float) -> tuple[str, str]:
+    """Two different amounts with 4 decimals, or as many more as it takes to tell them apart
+    ($0.0004 and $0.00045 would both print as $0.0004)."""
+    for places in range(4, 13):
+        shown = f"{a:.{places}f}", f"{b:.{places}f}"
+        if shown[0] != shown[1]:
+            return shown
+    return shown
 
 
 def prune_worktrees(workspace: Workspace, *, force: bool = False, dry_run: bool = False) -> dict[str, list]:

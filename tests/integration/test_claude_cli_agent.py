@@ -368,3 +368,21 @@ async def test_a_run_whose_claude_lingers_5_s_after_its_result_succeeds(tmp_path
     assert [f["path"] for f in data["files"]] == ["made.py"]
     assert 5.0 <= elapsed < 15, elapsed  # waited the linger time, then ended it; not the script's 60 s
     await assert_gone(pids)
+
+
+async def test_a_relative_claude_path_is_the_one_next_to_where_the_run_was_started(tmp_path, repo, monkeypatch):
+    # The agent runs in the run's worktree: a relative path given here must still name this file there.
+    from promptrail.runs import RunRequest, start_run
+    from promptrail.workspace import Workspace
+
+    stand_in(tmp_path, """
+        emit(INIT)
+        with open("made.py", "w") as f:
+            f.write("MADE = True\\n")
+        emit(result())
+    """)
+    monkeypatch.chdir(tmp_path)
+    run = await start_run(Workspace(repo), RunRequest(prompt="make it", agent="claude-cli",
+                                                      claude_path="./fake-claude"))
+    data = await run.wait()
+    assert (data["status"], [f["path"] for f in data["files"]]) == ("succeeded", ["made.py"])

@@ -96,6 +96,15 @@ def test_cost_mismatch_is_flagged_and_logged(repo, tmp_path):
             "(more than 5 % apart)") in log
 
 
+def test_a_mismatch_of_tiny_costs_shows_two_different_amounts(repo, tmp_path):
+    usage = {**USAGE, "input_tokens": 150, "output_tokens": 0}  # 150 tokens at $3/M: $0.00045
+    data = _run_with(repo, tmp_path, model="claude-sonnet-4-5", cost=0.0004, usage=usage)
+    assert data["cost_mismatch"] is True
+    log = [e["text"] for e in Workspace(repo).store.log(data["id"])]
+    assert ("cost mismatch: the agent reported $0.00040, the tokens cost $0.00045 at claude-sonnet-4-5's prices "
+            "(more than 5 % apart)") in log
+
+
 @pytest.mark.parametrize("apart, flagged", [(0.049, False), (0.051, True)])
 def test_the_mismatch_boundary_is_five_percent(repo, tmp_path, apart, flagged):
     # USAGE costs $0.45 at claude-sonnet-4-5's prices; the reported figure is `apart` below it.

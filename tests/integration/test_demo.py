@@ -104,3 +104,15 @@ def test_the_demos_next_steps_work_when_pasted_into_a_new_shell(tmp_path):
     assert [line for line in blamed if "✦" in line] == [
         lens, " 5 ✦ from weather.retry import retry", lens, " 7 ✦ ", " 8 ✦ @retry(attempts=3, base_delay=0.5)"]
     assert len(blamed) == 14 and blamed[-1] == '12           return json.load(response)["temp_c"]'
+
+
+def test_demo_into_a_folder_that_cannot_be_made_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x\n")
+    result = demo(str(tmp_path / "file" / "sub"))
+    assert (result.returncode, result.stderr) == (
+        2, f"promptrail: error: cannot make the demo repository in {tmp_path / 'file' / 'sub'}: Not a directory; "
+           "give the demo a folder you can write to\n")
+    result = demo("/proc/promptrail-demo")
+    assert (result.returncode, result.stderr) == (
+        2, "promptrail: error: cannot make the demo repository in /proc/promptrail-demo: No such file or directory; "
+           "give the demo a folder you can write to\n")

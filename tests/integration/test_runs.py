@@ -17,7 +17,7 @@ from promptrail.errors import PromptrailError
 from promptrail.runs import RunRequest, start_run
 from promptrail.workspace import Workspace
 from tests.conftest import git, make_repo
-from tests.support.transcripts import Edit, Say, Write, write_transcript
+from tests.support.transcripts import Bash, Edit, Say, Write, write_transcript
 
 
 class Collect:
@@ -319,3 +319,77 @@ def test_prune_removes_clean_worktrees_and_keeps_uncommitted_work(repo, tmp_path
     assert [e["run_id"] for e in forced["removed"]] == [rejected["id"]]
     assert not Path(rejected["worktree"]).exists()
     assert git(repo, "rev-parse", rejected["branch"]).strip() == rejected["base_sha"]  # the branch stays
+
+
+def test_a_second_direct_run_in_the_same_working_tree_is_refused_while_the_first_works(repo, tmp_path):
+    slow = write_transcript(tmp_path / "slow.jsonl", [Say("thinking"), Write("first.py", "1\n")])
+    quick = write_transcript(tmp_path / "quick.jsonl", [Write("second.py", "2\n")])
+
+    async def go():
+        ws = Workspace(repo)
+        first = await start_run(ws, RunRequest(prompt="first", agent="replay", transcript=str(slow), mode="direct",
+                                               replay_delay=0.5), Collect())
+        with pytest.raises(PromptrailError) as refused:
+            await start_run(ws, RunRequest(prompt="second", agent="replay", transcript=str(quick), mode="direct"))
+        isolated = await start_run(ws, RunRequest(prompt="beside it", agent="replay", transcript=str(quick)))
+        return await first.wait(), str(refused.value), await isolated.wait()
+
+    first, refused, isolated = asyncio.run(go())
+    assert refused == (f"direct-mode run {first['id']} is still working in {repo}; wait for it (or cancel it), or "
+                       "use --mode isolated")
+    assert (first["status"], [f["path"] for f in first["files"]]) == ("succeeded", ["first.py"])
+    assert isolated["status"] == "succeeded"
+    # Once the first has ended, the working tree is free again.
+    assert run_prompt(repo, [Write("third.py", "3\n")], mode="direct")["status"] == "succeeded"
+
+
+def _direct_run_while_you_edit(repo: Path, tmp_path: Path, steps: list) -> dict:
+    """A slow direct-mode run; while it works, you change app.py (clean before) and add notes.txt."""
+    transcript = write_transcript(tmp_path / "slow.jsonl", steps)
+
+    async def go():
+        run = await start_run(Workspace(repo), RunRequest(prompt="p", agent="replay", transcript=str(transcript),
+                                                          mode="direct", replay_delay=0.4), Collect())
+        await asyncio.sleep(0.2)
+        (repo / "app.py").write_text("mine\n")
+        (repo / "notes.txt").write_text("my notes\n")
+        return await run.wait()
+
+    return asyncio.run(go())
+
+
+def test_direct_mode_leaves_what_you_changed_during_the_run_uncommitted(repo, tmp_path):
+    data = _direct_run_while_you_edit(repo, tmp_path, [Say("working"), Write("agent.py", "1\n"), Say("done")])
+    assert (data["status"], [f["path"] for f in data["files"]]) == ("succeeded", ["agent.py"])
+    assert git(repo, "show", "--name-only", "--format=", data["commit_sha"]) == "agent.py\n"
+    assert ((repo / "app.py").read_text(), (repo / "notes.txt").read_text()) == ("mine\n", "my notes\n")
+    assert git(repo, "status", "--porcelain") == " M app.py\n?? notes.txt\n"
+    log = [e["text"] for e in Workspace(repo).store.log(data["id"])]
+    assert ("changed during the run, but the agent wrote none of them (you, or another program): app.py, "
+            "notes.txt; left uncommitted") in log
+
+
+def test_direct_mode_after_an_agent_command_commits_all_it_cannot_tell_apart_and_says_so(repo, tmp_path):
+    data = _direct_run_while_you_edit(repo, tmp_path, [Bash("make gen"), Write("agent.py", "1\n"), Say("done")])
+    assert sorted(f["path"] for f in data["files"]) == ["agent.py", "app.py", "notes.txt"]
+    log = [e["text"] for e in Workspace(repo).store.log(data["id"])]
+    assert ("changed during the run by no file tool of the agent (by its commands, or by you): app.py, notes.txt; "
+            "committed as the run's") in log
+
+
+def test_files_gitignore_excludes_are_named_and_kept_in_the_worktree(tmp_path):
+    repo = make_repo(tmp_path / "ignoring", {".gitignore": "build/\n*.log\n", "app.py": "x = 1\n"})
+    only_ignored = run_prompt(repo, [Write("build/out.txt", "artifact\n"), Write("run.log", "log\n")])
+    worktree = Path(Workspace(repo).store.get_run(only_ignored["id"])["worktree"])
+    assert (only_ignored["status"], only_ignored["commit_sha"]) == ("no_changes", None)
+    assert only_ignored["error"] == \
+        f"the agent wrote only files .gitignore excludes (build/, run.log); they are in {worktree}"
+    assert (worktree / "build" / "out.txt").read_text() == "artifact\n"  # not thrown away
+
+    both = run_prompt(repo, [Write("build/out.txt", "artifact\n"), Write("app.py", "x = 2\n")])
+    worktree = Path(Workspace(repo).store.get_run(both["id"])["worktree"])
+    assert (both["status"], [f["path"] for f in both["files"]]) == ("succeeded", ["app.py"])
+    log = [e["text"] for e in Workspace(repo).store.log(both["id"])]
+    assert (f"not committed, as .gitignore excludes them: build/; they stay in the run's worktree {worktree} "
+            "(`promptrail prune` removes it)") in log
+    assert (worktree / "build" / "out.txt").is_file()

@@ -30,6 +30,13 @@ class Say:
     text: str
 
 
+@dataclass
+class Bash:
+    """A shell command the agent ran (a replay shows it; it does not run it)."""
+
+    command: str
+
+
 def transcript_lines(steps: list[Any], *, cost: float | None = 0.0123, is_error: bool = False,
                      result: bool = True, usage: dict[str, int] | None = None) -> list[dict[str, Any]]:
     usage = usage or {"input_tokens": 2000, "output_tokens": 150, "cache_read_input_tokens": 500,
@@ -42,7 +49,9 @@ def transcript_lines(steps: list[Any], *, cost: float | None = 0.0123, is_error:
             lines.append({"type": "assistant", "message": {"content": [block]}})
             continue
         tool_id = f"toolu_{number:02d}"
-        if isinstance(step, Write):
+        if isinstance(step, Bash):
+            tool = {"type": "tool_use", "id": tool_id, "name": "Bash", "input": {"command": step.command}}
+        elif isinstance(step, Write):
             tool = {"type": "tool_use", "id": tool_id, "name": "Write",
                     "input": {"file_path": f"{RECORDED_CWD}/{step.path}", "content": step.content}}
         else:

@@ -145,7 +145,9 @@ def commit_paths(repo: Repo, paths: list[str], message: str, identity: Identity)
     exactly those paths (they were clean before the run, so their entries equalled HEAD)."""
     if not paths:
         return CommitOutcome()
-    with tempfile.TemporaryDirectory(prefix="promptrail-index-") as tmp:
+    # Under the lock from reading HEAD to committing: an index built from an older HEAD would
+    # commit that older tree, undoing whatever another commit added to the branch in between.
+    with repo.write_lock(), tempfile.TemporaryDirectory(prefix="promptrail-index-") as tmp:
         env = {**identity.as_env(), "GIT_INDEX_FILE": os.path.join(tmp, "index")}
         if repo.head_sha():
             repo.run("read-tree", "HEAD", env=env)
@@ -153,8 +155,8 @@ def commit_paths(repo: Repo, paths: list[str], message: str, identity: Identity)
         if not staged_changes(repo, repo.root, env):
             return CommitOutcome()
         outcome = _commit(repo, repo.root, message, env)
-    if outcome.committed:
-        repo.run("reset", "-q", "--", *paths)
+        if outcome.committed:
+            repo.run("reset", "-q", "--", *paths)
     return outcome
 
 
@@ -166,6 +168,13 @@ def _commit(repo: Repo, cwd: Path, message: str, env: dict[str, str]) -> CommitO
         sha = repo.run("rev-parse", "HEAD", cwd=cwd).stdout.strip()
     # Files come from the commit itself: a hook may have reformatted or added content.
     return CommitOutcome(sha=sha, files=changes_in_commit(repo, sha))
+
+
+def ignored_paths(repo: Repo, worktree: Path) -> list[str]:
+    """Files in ``worktree`` that .gitignore (or info/exclude) keeps out of git, an ignored folder as
+    one ``folder/`` entry (a node_modules is one line, not 100,000)."""
+    out = repo.run("ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z", cwd=worktree).stdout
+    return sorted(path for path in out.split("\0") if path)
 
 
 def add_note(repo: Repo, sha: str, metadata: dict[str, Any]) -> None:
