@@ -51,6 +51,15 @@ class Main(click.Group):
         except PromptrailError as exc:
             click.echo(f"promptrail: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except Exception as exc:
+            # SQLite failing under a query (a table dropped, a page damaged) that the store's own
+            # checks did not foresee: one line, as for any damage, not a traceback.
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            click.echo(f"promptrail: error: the audit store could not be read ({exc}); `promptrail verify` says "
+                       "what is damaged", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -268,9 +277,15 @@ def verify(repo: str | None, as_json: bool) -> None:
 
     # The store alone, not a Workspace: opening a workspace settles interrupted runs, a write,
     # and verify must work (and report) on a feed that refuses writes.
+    import sqlite3
+
+    from promptrail.audit.ledger import Verdict
+
     store = AuditStore(Repo(repo or ".").state_dir / "audit.db")
     try:
         verdict = store.verify()
+    except sqlite3.DatabaseError as exc:  # e.g. a dropped table: not page damage, but the record is broken too
+        verdict = Verdict(False, 0, None, f"{store.path} cannot be read: {exc}", table="store")
     finally:
         store.close()
     if as_json:
@@ -285,7 +300,8 @@ def verify(repo: str | None, as_json: bool) -> None:
         click.echo(f"BROKEN at event {verdict.first_bad_seq}: {verdict.reason} "
                    f"({verdict.checked} events before it are intact)")
     else:
-        click.echo(f"BROKEN: {verdict.reason} (the hash chain of {verdict.checked} feed events is intact)")
+        intact = f" (the hash chain of {_count(verdict.checked, 'feed event')} is intact)" if verdict.checked else ""
+        click.echo(f"BROKEN: {verdict.reason}{intact}")
     if not verdict.ok:
         sys.exit(1)
 

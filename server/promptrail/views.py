@@ -218,7 +218,9 @@ def _violation_counts(violations: list[dict[str, Any]]) -> Text:
 def run_violations(violations: list[dict[str, Any]]) -> None:
     """A run's violations, one line each (``path:line:col: severity [rule] message``)."""
     for v in violations:
-        console.print(Text(f"  {one_line_path(v['path'])}:{v['line']}:{v['start_col'] + 1}: ") +
+        # Read from the store: a row with a missing field (a damaged or edited store) still prints.
+        column = v["start_col"] + 1 if isinstance(v.get("start_col"), int) else "?"
+        console.print(Text(f"  {one_line_path(v.get('path') or '?')}:{v.get('line') or '?'}:{column}: ") +
                       _text(v["severity"], style=_SEVERITY_STYLE.get(v["severity"], "")) +
                       _text(_violation_text(v)))
 

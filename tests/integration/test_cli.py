@@ -141,6 +141,24 @@ def _tamper(repo: Path, sql: str) -> None:
     conn.close()
 
 
+def test_a_dropped_table_is_one_line_for_queries_and_broken_for_verify(repo, ran):
+    _tamper(repo, "DROP TABLE run_files")
+    shown = cli("show", ran["id"], cwd=repo)
+    assert (shown.returncode, shown.stderr) == (2, "promptrail: error: the audit store could not be read (no such "
+                                                   "table: run_files); `promptrail verify` says what is damaged\n")
+    verified = cli("verify", cwd=repo)
+    db = (repo / ".git" / "promptrail" / "audit.db").resolve()
+    assert (verified.returncode, verified.stdout) == (1, f"BROKEN: {db} cannot be read: no such table: run_files\n")
+    assert "Traceback" not in shown.stderr + verified.stderr
+
+
+def test_show_prints_a_violation_row_with_missing_fields(repo, ran):
+    _tamper(repo, f"INSERT INTO violations (run_id) VALUES ('{ran['id']}')")  # an edited store; verify names it
+    shown = cli("show", ran["id"], cwd=repo)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1] == "  ?:?:?:  [None] None"
+
+
 def test_verify_intact_then_altered(repo, ran):
     ok = cli("verify", cwd=repo)
     assert ok.returncode == 0 and ok.stdout.startswith("ok: 4 feed events")
