@@ -1,11 +1,13 @@
 """Tamper evidence end to end: a feed that lost rows (or its whole database) refuses the next
-write instead of starting a new chain; runs, logs and sign-offs altered behind the feed's back
-fail `promptrail verify`; an audit store that cannot be written is one clear error. Real git
-repositories, real SQLite, runs acted out by the replay agent, the real `promptrail` executable."""
+write instead of starting a new chain; runs, logs, changed files, violations and sign-offs
+altered behind the feed's back fail `promptrail verify`; an audit store that cannot be written
+is one clear error. Real git repositories, real SQLite, runs acted out by the replay agent, the
+real `promptrail` executable."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from promptrail import gates
+from promptrail.audit import ledger
 from promptrail.audit.ledger import Verdict
 from promptrail.audit.store import AuditStore
 from promptrail.errors import PromptrailError
@@ -271,6 +274,139 @@ def test_edited_signoff_fails_verify(repo, approved):
                                     "gate.approved event (sealed \"approve\", found \"reject\")"}
 
 
+# -- 2b. a run's changed files and CLAUDE.md violations are sealed too ------------------------------
+RULES = """# Rules
+
+```promptrail
+[[rule]]
+id = "no-print"
+paths = ["**/*.py"]
+forbid = '\\bprint\\('
+message = "Use logging."
+severity = "error"
+
+[[rule]]
+id = "no-todo"
+paths = ["**/*.py"]
+forbid = 'TODO'
+message = "File an issue instead."
+severity = "warning"
+```
+"""
+
+
+@pytest.fixture
+def checked(tmp_path) -> dict:
+    """A run whose commit breaks the rules: feed events 1 run.started, 2 run.committed (seals its
+    2 files), 3 run.checked (seals its 3 violations: 2 errors, 1 warning), 4 run.succeeded."""
+    repo = make_repo(tmp_path / "ruled", {"CLAUDE.md": RULES, "app.py": "def main():\n    return 1\n"})
+    transcript = write_transcript(tmp_path / "ruled.jsonl", [
+        Write("tool.py", "print(1)\nprint(2)\n# TODO: log instead\n"), Edit("app.py", "return 1", "return 2")])
+    result = cli("run", "add a tool", "--transcript", str(transcript), "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert [v["severity"] for v in run["violations"]] == ["error", "error", "warning"]
+    assert [f["path"] for f in run["files"]] == ["app.py", "tool.py"]
+    assert [kind for (kind,) in sqlite3.connect(db_path(repo)).execute("SELECT kind FROM events ORDER BY seq")] == [
+        "run.started", "run.committed", "run.checked", "run.succeeded"]
+    return {**run, "repo": repo}
+
+
+def verify_table(repo: Path) -> str | None:
+    return json.loads(cli("verify", "--json", cwd=repo).stdout)["table"]
+
+
+FIRST_VIOLATION = "(SELECT MIN(id) FROM violations)"
+
+
+@pytest.mark.parametrize("sql, table, seq, detail", [
+    ("DELETE FROM violations", "violations", 3,
+     "violations differ from the sealed run.checked event (sealed 3 violations, found 0)"),
+    (f"DELETE FROM violations WHERE id = {FIRST_VIOLATION}", "violations", 3,
+     "violations differ from the sealed run.checked event (sealed 3 violations, found 2)"),
+    (f"UPDATE violations SET severity = 'hint' WHERE id = {FIRST_VIOLATION}", "violations", 3,
+     "violations differ from the sealed run.checked event (sealed 3 violations, found as many with different "
+     "content)"),
+    ("INSERT INTO violations (run_id, rule_id, path, line, start_col, end_col, severity, message, source) "
+     "SELECT id, 'forged', 'app.py', 1, 0, 1, 'warning', 'forged', 'CLAUDE.md' FROM runs", "violations", 3,
+     "violations differ from the sealed run.checked event (sealed 3 violations, found 4)"),
+    ("UPDATE run_files SET path = 'evil.txt' WHERE path = 'tool.py'", "run_files", 2,
+     "changed files differ from the sealed run.committed event (sealed 2 files, found as many with different "
+     "content)"),
+    ("UPDATE run_files SET additions = 999 WHERE path = 'tool.py'", "run_files", 2,
+     "changed files differ from the sealed run.committed event (sealed 2 files, found as many with different "
+     "content)"),
+    ("DELETE FROM run_files WHERE path = 'app.py'", "run_files", 2,
+     "changed files differ from the sealed run.committed event (sealed 2 files, found 1)"),
+], ids=["violations-all-deleted", "violation-deleted", "severity-altered", "violation-forged", "file-path-altered",
+        "file-additions-altered", "file-deleted"])
+def test_altered_files_and_violations_fail_verify(checked, sql, table, seq, detail):
+    repo = checked["repo"]
+    tamper(repo, sql)
+    reason = f"run {checked['id']}: its {detail}"
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": seq, "reason": reason})
+    assert verify_table(repo) == table
+    text = cli("verify", cwd=repo)
+    assert (text.returncode, text.stdout) == (1, f"BROKEN: {reason} (the hash chain of 4 feed events is intact)\n")
+
+
+def test_deleting_a_blocking_violation_cannot_open_the_gate_unnoticed(checked):
+    """The tester's case: with the run's violations deleted, the gate would merge it; verify says so."""
+    repo = checked["repo"]
+    ws = Workspace(repo)
+    assert gates.gate_state(ws, ws.store.get_run(checked["id"])).blocking  # 2 errors block it
+    ws.close()
+    tamper(repo, "DELETE FROM violations WHERE run_id = ?", [checked["id"]])
+    assert verify_json(repo)[0] == 1
+
+
+def test_files_forged_for_a_run_that_committed_nothing_fail_verify(repo):
+    """A run with no commit has no run.committed or run.checked: its final event seals "none"."""
+    nothing = run_prompt(repo, [Say("nothing to do")], prompt="look around")
+    assert nothing["status"] == "no_changes"
+    tamper(repo, "INSERT INTO run_files (run_id, path, status, additions, deletions) VALUES (?, 'x.py', 'A', 1, 0)",
+           [nothing["id"]])
+    assert verify_json(repo) == (1, {"ok": False, "checked": 2, "first_bad_seq": 2, "reason":
+                                     f"run {nothing['id']}: its changed files differ from the sealed run.no_changes "
+                                     "event (sealed 0 files, found 1)"})
+    tamper(repo, "DELETE FROM run_files")
+    tamper(repo, "INSERT INTO violations (run_id, rule_id, path, line, severity, message, source) "
+                 "VALUES (?, 'forged', 'x.py', 1, 'error', 'forged', 'CLAUDE.md')", [nothing["id"]])
+    assert verify_json(repo)[1]["reason"] == (f"run {nothing['id']}: its violations differ from the sealed "
+                                              "run.no_changes event (sealed 0 violations, found 1)")
+
+
+def review_like(store: AuditStore, run_id: str, findings: list[tuple[str, int, str]]) -> None:
+    """What `promptrail review` stores (standards/review.py): the findings replace the previous
+    review's, beside the rule check's, with a run.reviewed event in the same transaction."""
+    rows = [{"rule_id": rule, "path": "tool.py", "line": line, "start_col": 0, "end_col": 0, "severity": severity,
+             "message": "judged", "source": "CLAUDE.md (review)", "rule_file": "CLAUDE.md", "rule_line": 1}
+            for rule, line, severity in findings]
+    store.add_violations(run_id, rows, replacing_source="CLAUDE.md (review)",
+                         event=("run.reviewed", "Dev", {"total": len(rows)}))
+
+
+def test_violations_added_later_by_a_simulation_and_a_review_verify(checked):
+    """An intact store with violations verifies, and so do the legitimate later changes: a gate
+    simulation (checks, log lines) and reviews (which add, then replace, violations)."""
+    repo = checked["repo"]
+    commit_policy(repo, '[gate]\n[[gate.check]]\nname = "exists"\nrun = "test -f tool.py && echo fine"\n')
+    assert verify_json(repo) == (0, {"ok": True, "checked": 4, "first_bad_seq": None, "reason": None})
+    ws = Workspace(repo)
+    assert asyncio.run(gates.simulate(ws, checked["id"])).checks[0]["status"] == "passed"
+    review_like(ws.store, checked["id"], [("Log, never print.", 1, "warning"), ("Short names.", 2, "info")])
+    review_like(ws.store, checked["id"], [("Log, never print.", 1, "error")])  # a second review replaces it
+    verdict = ws.store.verify()
+    assert (verdict.ok, verdict.checked, verdict.violations_checked, verdict.run_files_checked) == (True, 7, 4, 2)
+    assert verify_json(repo)[0] == 0
+    # From now on the newest seal (the second review's) is the one the rows must match.
+    tamper(repo, "DELETE FROM violations WHERE source = 'CLAUDE.md (review)'")
+    assert verify_json(repo)[1] == {"ok": False, "checked": 7, "first_bad_seq": 7, "reason":
+                                    f"run {checked['id']}: its violations differ from the sealed run.reviewed event "
+                                    "(sealed 4 violations, found 3)"}
+    ws.close()
+
+
 def test_untouched_repository_verifies(repo):
     """Several runs of different outcomes, a gate simulation (which appends to a finished run's
     log), an approval, a merge and a rollback (a run inserted already finished): all sealed, all ok."""
@@ -328,6 +464,43 @@ def test_feed_written_before_seals_still_verifies(tmp_path):
     assert store.verify().ok
     store.conn.execute("DELETE FROM signoffs")
     assert store.verify().reason == "the sign-off of run 0ld000000001 recorded by event 3 (gate.approved) was deleted"
+    store.close()
+
+
+def test_files_and_violations_of_an_old_feed_still_verify(tmp_path):
+    """Before files and violations were sealed, run.committed and run.checked carried no seal:
+    such rows are never reported; a later review (new) seals all of the run's violations."""
+    store = AuditStore(tmp_path / "audit.db")
+    run_id = "0ld000000002"
+    store.insert_run({"id": run_id, "prompt": "old run", "status": "queued", "started_at": "t0", "agent": "replay",
+                      "model": None, "mode": "isolated", "base_sha": None}, event_actor="Dev")
+    store.set_run_files(run_id, [{"path": "a.py", "old_path": None, "status": "A", "additions": 1, "deletions": 0}])
+    store.set_violations(run_id, [{"rule_id": "r", "path": "a.py", "line": 1, "severity": "error", "message": "m",
+                                  "source": "CLAUDE.md"}], source="CLAUDE.md")
+    with store._write() as conn:  # as an old version appended them: no seal
+        for kind in ("run.committed", "run.checked", "run.succeeded"):
+            store._append_event(conn, ts="t1", kind=kind, run_id=run_id, actor="Dev", data={"commit": "c" * 40})
+    assert store.verify() == Verdict(True, 4)
+    store.conn.execute("UPDATE run_files SET path = 'evil.py'")
+    store.conn.execute("UPDATE violations SET severity = 'hint'")  # unsealed in an old feed: not noticed
+    assert store.verify().ok
+    review_like(store, run_id, [("Short names.", 2, "info")])
+    assert store.verify() == Verdict(True, 5)
+    store.conn.execute("DELETE FROM violations WHERE source = 'CLAUDE.md'")
+    verdict = store.verify()
+    assert (verdict.reason, verdict.table) == (f"run {run_id}: its violations differ from the sealed run.reviewed "
+                                               "event (sealed 2 violations, found 1)", "violations")
+    store.close()
+
+
+def test_a_file_and_violation_seal_hashes_the_rows_canonically(tmp_path):
+    """The digest is sha256 over each row's sealed columns as compact JSON, one per line."""
+    store = AuditStore(tmp_path / "audit.db")
+    store.set_run_files("r1", [{"path": "b.py", "old_path": None, "status": "M", "additions": 2, "deletions": 1},
+                               {"path": "a.py", "old_path": "z.py", "status": "R", "additions": 0, "deletions": 0}])
+    expected = '["a.py","z.py","R",0,0]\n["b.py",null,"M",2,1]\n'
+    assert ledger.seal_files(store.conn, "r1") == {"count": 2, "sha256": hashlib.sha256(expected.encode()).hexdigest()}
+    assert ledger.seal_violations(store.conn, "r1") == {"count": 0, "sha256": hashlib.sha256().hexdigest()}
     store.close()
 
 

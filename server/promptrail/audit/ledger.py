@@ -8,10 +8,12 @@ A chain alone cannot show that its *last* rows were cut off, so the store also k
 (seq and hash of the newest row) in an anchor file beside the database; ``verify`` checks the
 chain against it, and the store refuses to append to a feed that disagrees with its anchor.
 
-``show`` and ``log`` read ``runs``, ``log_entries`` and ``signoffs``, not the feed, so events
-also carry *seals* of those rows under ``data["seal"]``: a run's final event (``run.succeeded``,
-...) seals its key fields (``seal["run"]``) and a digest of its log (``seal["log"]``), a sign-off
-event the sign-off row (``seal["signoff"]``); ``run.started`` already carries the prompt.
+``show`` and ``log`` read ``runs``, ``log_entries``, ``run_files``, ``violations`` and ``signoffs``,
+not the feed, so events also carry *seals* of those rows under ``data["seal"]``: a run's final
+event (``run.succeeded``, ...) seals its key fields (``seal["run"]``) and a digest of its log
+(``seal["log"]``), ``run.committed`` a digest of the files the commit changed (``seal["files"]``),
+``run.checked`` and ``run.reviewed`` a digest of all the run's violations (``seal["violations"]``),
+a sign-off event the sign-off row (``seal["signoff"]``); ``run.started`` already carries the prompt.
 ``verify_records`` recomputes them all after the chain itself checked out.
 """
 
@@ -33,6 +35,12 @@ SEALED_RUN_COLUMNS = ("prompt", "actor_name", "actor_email", "commit_sha", "stat
                       "tokens_cache_write", "base_sha", "branch")
 SEALED_SIGNOFF_COLUMNS = ("id", "actor_name", "actor_email", "decision", "commit_sha", "comment", "ts")
 SIGNOFF_KINDS = {"gate.approved": "approve", "gate.rejected": "reject"}
+#: The ``run_files`` columns a files seal hashes, per row in the table's key order (path).
+SEALED_FILE_COLUMNS = ("path", "old_path", "status", "additions", "deletions")
+#: The ``violations`` columns a violations seal hashes, per row in ``id`` order. The id is each
+#: row's identity: a row deleted and inserted again with the same content still reads as altered.
+SEALED_VIOLATION_COLUMNS = ("id", "rule_id", "path", "line", "start_col", "end_col", "severity", "message",
+                            "source", "rule_file", "rule_line")
 #: A run in these states is still going; its final event (if it ever comes) seals it.
 LIVE_STATES = ("queued", "running", "committing")
 
@@ -90,6 +98,47 @@ class LogDigest:
         return {"count": self.count, "through_seq": self.through_seq, "sha256": self._hash.hexdigest()}
 
 
+_ROW_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class RowsDigest:
+    """sha256 over the canonical JSON list of each row's sealed columns, one per line, in the
+    order the seal names; with the count. A run may have thousands of violations: one pass, no sort."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def add(self, values: Any) -> None:
+        self._hash.update(_ROW_ENCODER.encode(list(values)).encode("utf-8") + b"\n")
+        self.count += 1
+
+    def as_seal(self) -> dict[str, Any]:
+        return {"count": self.count, "sha256": self._hash.hexdigest()}
+
+
+def seal_files(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    digest = RowsDigest()
+    for values in conn.execute(f"SELECT {', '.join(SEALED_FILE_COLUMNS)} FROM run_files WHERE run_id = ? "
+                               "ORDER BY path", [run_id]):
+        digest.add(values)
+    return digest.as_seal()
+
+
+def seal_violations(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    """All the run's violations, whatever their source. Violations arrive in steps (the rule
+    check's with ``run.checked``, a model review's later with ``run.reviewed``, which replaces the
+    previous review's), so every event that changes them seals the whole set again, in the same
+    transaction as the change, and ``verify`` compares the rows with the newest seal only. A seal
+    per source would not notice a forged row of a source nobody sealed; the whole set is one
+    hash over at most a few thousand rows, at each of a handful of events."""
+    digest = RowsDigest()
+    for values in conn.execute(f"SELECT {', '.join(SEALED_VIOLATION_COLUMNS)} FROM violations WHERE run_id = ? "
+                               "ORDER BY id", [run_id]):
+        digest.add(values)
+    return digest.as_seal()
+
+
 def seal_log(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
     digest = LogDigest()
     for entry in conn.execute("SELECT seq, ts, kind, text FROM log_entries WHERE run_id = ? ORDER BY seq",
@@ -130,12 +179,15 @@ class Verdict:
     reason: str | None = None
     # Added later; left out of ==, so a verdict still compares by what it always said.
     #: Where the first problem is: ``events`` (the chain or its anchor), ``runs``,
-    #: ``log_entries``, ``signoffs`` or ``store`` (the database file is damaged); None when ok.
+    #: ``log_entries``, ``run_files``, ``violations``, ``signoffs`` or ``store`` (the database file
+    #: is damaged); None when ok.
     table: str | None = field(default=None, compare=False)
     #: What the cross-check compared against the feed's seals (when it got that far).
     runs_checked: int = field(default=0, compare=False)
     log_entries_checked: int = field(default=0, compare=False)
     signoffs_checked: int = field(default=0, compare=False)
+    run_files_checked: int = field(default=0, compare=False)
+    violations_checked: int = field(default=0, compare=False)
 
 
 class Unreadable(Exception):
@@ -183,15 +235,22 @@ def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _counted(count: Any, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
-    """Compare ``runs``, ``log_entries`` and ``signoffs`` with the seals in the (already
-    verified) feed; report the first row that differs, is missing, or was never sealed.
+    """Compare ``runs``, ``log_entries``, ``run_files``, ``violations`` and ``signoffs`` with the
+    seals in the (already verified) feed; report the first row that differs, is missing, or was
+    never sealed.
 
     Events written before seals existed carry none; their runs are compared only as far as
-    those events go (the prompt of ``run.started``; a sign-off's run, SHA, decision and comment)."""
+    those events go (the prompt of ``run.started``; a sign-off's run, SHA, decision and comment),
+    and a run's files or violations only once an event sealed them."""
     started: dict[str, tuple[int, str]] = {}              # run id → (seq, sealed prompt)
     final: dict[str, tuple[int, str, dict[str, Any]]] = {}  # run id → (seq, kind, sealed run fields)
     logs: dict[str, tuple[int, dict[str, Any]]] = {}       # run id → (seq, newest log seal)
+    row_seals: dict[str, dict[str, tuple[int, str, dict[str, Any]]]] = {"files": {}, "violations": {}}
     signoff_events: dict[int, tuple[int, str, str, dict[str, Any]]] = {}  # sign-off id → (seq, kind, run, seal)
     legacy_signoffs: list[tuple[int, str, str, dict[str, Any]]] = []    # (seq, kind, run, data) without a seal
     for seq, kind, run_id, data in conn.execute(
@@ -205,6 +264,9 @@ def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
             final[run_id] = (seq, kind, seals["run"])
         if isinstance(seals.get("log"), dict):
             logs[run_id] = (seq, seals["log"])
+        for key, newest in row_seals.items():
+            if isinstance(seals.get(key), dict):
+                newest[run_id] = (seq, kind, seals[key])
         if kind in SIGNOFF_KINDS:
             if isinstance(seals.get("signoff"), dict):
                 signoff_events[seals["signoff"]["id"]] = (seq, kind, run_id, seals["signoff"])
@@ -253,6 +315,28 @@ def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
                       else f"sealed {found['count']} entries, found as many with different content")
             return broken(seq, f"run {run_id}: its log was altered ({detail})", "log_entries")
 
+    # Files and violations: one scan of each table in its index's order, hashing only sealed runs.
+    rows_checked: dict[str, int] = {}
+    for key, table, columns, order, noun in (("files", "run_files", SEALED_FILE_COLUMNS, "path", "file"),
+                                             ("violations", "violations", SEALED_VIOLATION_COLUMNS, "id",
+                                              "violation")):
+        sealed_runs = row_seals[key]
+        digests = {run_id: RowsDigest() for run_id in sealed_runs}
+        for run_id, *values in conn.execute(f"SELECT run_id, {', '.join(columns)} FROM {table} "
+                                            f"ORDER BY run_id, {order}"):
+            digest = digests.get(run_id)
+            if digest is not None:
+                digest.add(values)
+        for run_id, (seq, kind, sealed) in sorted(sealed_runs.items(), key=lambda item: item[1][0]):
+            found = digests[run_id].as_seal()
+            if (sealed.get("count"), sealed.get("sha256")) != (found["count"], found["sha256"]):
+                what = "changed files" if key == "files" else "violations"
+                shown = _counted(sealed.get("count"), noun)
+                detail = (f"sealed {shown}, found {found['count']}" if sealed.get("count") != found["count"]
+                          else f"sealed {shown}, found as many with different content")
+                return broken(seq, f"run {run_id}: its {what} differ from the sealed {kind} event ({detail})", table)
+        rows_checked[table] = sum(digest.count for digest in digests.values())
+
     # Sign-offs: each row has exactly one sealed event, and each sealed event its row.
     columns = ", ".join(SEALED_SIGNOFF_COLUMNS)
     signoffs = [dict(zip(SEALED_SIGNOFF_COLUMNS, values[1:]), run_id=values[0])
@@ -284,4 +368,5 @@ def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
         seq, kind, run_id, _ = legacy_signoffs[0]
         return broken(seq, f"the sign-off of run {run_id} recorded by event {seq} ({kind}) was deleted", "signoffs")
     return Verdict(True, checked, runs_checked=len(final), log_entries_checked=entries,
-                   signoffs_checked=len(signoffs))
+                   signoffs_checked=len(signoffs), run_files_checked=rows_checked["run_files"],
+                   violations_checked=rows_checked["violations"])

@@ -129,7 +129,11 @@ _RUN_ID_PREFIX = re.compile(r"[0-9a-fA-F]{1,64}")
 #: SQLite's primary result codes that mean "this file is damaged": SQLITE_CORRUPT, SQLITE_NOTADB.
 _DAMAGED_CODES = {11, 26}
 #: What ``record_event(seal=...)`` may seal into the event (see ``ledger``).
-SEALS = ("run", "log", "signoff")
+SEALS = ("run", "log", "signoff", "files", "violations")
+#: Events that seal the rows their callers wrote just before them, unasked: ``run.committed``
+#: follows ``set_run_files``, ``run.checked`` follows the rule check's ``set_violations``. Sealed
+#: there, the rows are bound to the feed the moment they are final, not only at the run's end.
+IMPLIED_SEALS = {"run.committed": "files", "run.checked": "violations"}
 #: A run's log can be gigabytes: checking every page of it before each run would take seconds.
 #: Damage there is found when a page is read (one ``PromptrailError``) and by ``verify``.
 _UNCHECKED_BEFORE_RUN = ("log_entries",)
@@ -461,7 +465,9 @@ class AuditStore:
         ``replacing_source``: first drop the run's earlier violations of that source (a new review
         supersedes the last one; the feed keeps each). ``event``: ``(kind, actor, data)`` appended to
         the feed in the same transaction, so the violations and their event land together or not at
-        all. Returns the event row, if any."""
+        all; the event seals the run's violations as they now are (``ledger.seal_violations``).
+        Without an event the new rows are unsealed, and ``verify`` reports a sealed run's as added.
+        Returns the event row, if any."""
         with self._write() as conn:
             if replacing_source is not None:
                 self.db["violations"].delete_where("run_id = ? AND source = ?", [run_id, replacing_source])
@@ -469,6 +475,7 @@ class AuditStore:
             if event is None:
                 return None
             kind, actor, data = event
+            data = {**data, "seal": {**(data.get("seal") or {}), "violations": ledger.seal_violations(conn, run_id)}}
             return self._append_event(conn, ts=utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
 
     def _insert_violations(self, run_id: str, violations: list[dict[str, Any]]) -> None:
@@ -510,8 +517,12 @@ class AuditStore:
                      data: dict[str, Any], ts: str | None = None, seal: str | None = None) -> dict[str, Any]:
         """Append an event to the feed. ``seal`` binds rows of other tables to it, read in the same
         transaction (``data["seal"]``, checked by ``verify``): ``"run"`` the run's key fields and
-        log (a run's final event), ``"log"`` the log alone, ``"signoff"`` the sign-off row this
-        ``gate.approved``/``gate.rejected`` event (``data["sha"]``) announces."""
+        log (a run's final event; also its files and violations, unless an earlier event sealed
+        them), ``"log"`` the log alone, ``"files"`` the run's changed files, ``"violations"`` all its
+        violations, ``"signoff"`` the sign-off row this ``gate.approved``/``gate.rejected`` event
+        (``data["sha"]``) announces. ``IMPLIED_SEALS`` names the events that seal without being asked."""
+        if seal is None and run_id is not None:
+            seal = IMPLIED_SEALS.get(kind)
         if seal is not None and (seal not in SEALS or run_id is None):
             raise ValueError(f"cannot seal {seal!r} of run {run_id!r}")
         with self._write() as conn:
@@ -521,10 +532,29 @@ class AuditStore:
                     seals["run"] = ledger.seal_run(conn, run_id)
                 if seal in ("run", "log"):
                     seals["log"] = ledger.seal_log(conn, run_id)
+                # A run that committed nothing (or whose check failed) had no run.committed or
+                # run.checked to seal these: its final event seals them (mostly as none), so rows
+                # forged for it later are noticed. A run that had keeps those earlier seals.
+                earlier = self._sealed_by_earlier_events(conn, run_id) if seal == "run" else set()
+                if seal == "files" or (seal == "run" and "files" not in earlier):
+                    seals["files"] = ledger.seal_files(conn, run_id)
+                if seal == "violations" or (seal == "run" and "violations" not in earlier):
+                    seals["violations"] = ledger.seal_violations(conn, run_id)
                 if seal == "signoff":
                     seals["signoff"] = ledger.seal_signoff(conn, run_id, kind, data.get("sha"))
                 data = {**data, "seal": {key: value for key, value in seals.items() if value is not None}}
             return self._append_event(conn, ts=ts or utc_now(), kind=kind, run_id=run_id, actor=actor, data=data)
+
+    @staticmethod
+    def _sealed_by_earlier_events(conn: sqlite3.Connection, run_id: str) -> set[str]:
+        """The kinds of seal (``"files"``, ...) the run's events carry so far (a run has a handful)."""
+        kinds: set[str] = set()
+        for (data,) in conn.execute("SELECT data FROM events WHERE run_id = ? AND instr(data, '\"seal\":{')",
+                                    [run_id]):
+            seals = json.loads(data).get("seal")
+            if isinstance(seals, dict):
+                kinds.update(seals)
+        return kinds
 
     # -- the anchor -------------------------------------------------------------------------
     @property
@@ -620,9 +650,10 @@ class AuditStore:
             return [{**r, "data": json.loads(r["data"])} for r in rows]
 
     def verify(self) -> ledger.Verdict:
-        """The hash chain against its anchor first; then ``runs``, ``log_entries`` and ``signoffs``
-        against the seals in the feed; then every page of the file (``PRAGMA quick_check``). One read
-        transaction: a consistent snapshot of all tables. A damaged file is a broken verdict, not an error."""
+        """The hash chain against its anchor first; then ``runs``, ``log_entries``, ``run_files``,
+        ``violations`` and ``signoffs`` against the seals in the feed; then every page of the file
+        (``PRAGMA quick_check``). One read transaction: a consistent snapshot of all tables. A damaged
+        file is a broken verdict, not an error."""
         with self._lock:
             anchor, problem = self._anchor_state()  # before the snapshot, which then holds all it names
             chain = ledger.Verdict(False, 0)
