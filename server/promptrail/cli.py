@@ -33,11 +33,6 @@ def _json_option(func: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
 
 
-def _count(n: int, noun: str) -> str:
-    """``1 finished run``, ``2 finished runs``."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -279,7 +274,7 @@ def verify(repo: str | None, as_json: bool) -> None:
     # and verify must work (and report) on a feed that refuses writes.
     import sqlite3
 
-    from promptrail.audit.ledger import Verdict
+    from promptrail.audit.ledger import Verdict, counted
 
     store = AuditStore(Repo(repo or ".").state_dir / "audit.db")
     try:
@@ -290,17 +285,20 @@ def verify(repo: str | None, as_json: bool) -> None:
         store.close()
     if as_json:
         keys = ("ok", "checked", "first_bad_seq", "reason", "table", "runs_checked", "log_entries_checked",
-                "signoffs_checked")
+                "run_files_checked", "violations_checked", "signoffs_checked")
         _print_json({key: getattr(verdict, key) for key in keys})
     elif verdict.ok:
-        click.echo(f"ok: {_count(verdict.checked, 'feed event')}, hash chain intact; "
-                   f"{_count(verdict.runs_checked, 'finished run')}, {_count(verdict.log_entries_checked, 'log line')} "
-                   f"and {_count(verdict.signoffs_checked, 'sign-off')} match it")
+        click.echo(f"ok: {counted(verdict.checked, 'feed event')}, hash chain intact; "
+                   f"{counted(verdict.runs_checked, 'finished run')}, "
+                   f"{counted(verdict.log_entries_checked, 'log line')}, "
+                   f"{counted(verdict.run_files_checked, 'changed file')}, "
+                   f"{counted(verdict.violations_checked, 'violation')} and "
+                   f"{counted(verdict.signoffs_checked, 'sign-off')} match it")
     elif verdict.table == "events" and verdict.first_bad_seq is not None:
         click.echo(f"BROKEN at event {verdict.first_bad_seq}: {verdict.reason} "
                    f"({verdict.checked} events before it are intact)")
     else:
-        intact = f" (the hash chain of {_count(verdict.checked, 'feed event')} is intact)" if verdict.checked else ""
+        intact = f" (the hash chain of {counted(verdict.checked, 'feed event')} is intact)" if verdict.checked else ""
         click.echo(f"BROKEN: {verdict.reason}{intact}")
     if not verdict.ok:
         sys.exit(1)

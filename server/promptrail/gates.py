@@ -653,6 +653,9 @@ def rollback(workspace: Workspace, run_ref: str, sink: EventSink | None = None) 
                           "cost_usd": 0.0, "cost_source": "no agent",
                           "reverts_run_id": run["id"]}, event_actor=str(actor))
         store.set_run_files(rollback_id, files)
+        # As for any run's commit: the event seals the files just stored (``verify`` compares them).
+        store.record_event("run.committed", run_id=rollback_id, actor=str(actor),
+                           data={"commit": new, "branch": target, "files": [f["path"] for f in files]})
         gitcommit.add_note(repo, new, {"run_id": rollback_id, "reverts": run["id"], "tool": "promptrail",
                                        "actor": {"name": actor.name, "email": actor.email}})
         store.update_run(run["id"], gate_status="rolled back")

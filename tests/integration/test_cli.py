@@ -168,7 +168,7 @@ def test_verify_intact_then_altered(repo, ran):
     assert json.loads(broken.stdout) == {"ok": False, "checked": 1, "first_bad_seq": 2,
                                          "reason": "row 2: content does not match its hash (row altered)",
                                          "table": "events", "runs_checked": 0, "log_entries_checked": 0,
-                                         "signoffs_checked": 0}
+                                         "run_files_checked": 0, "violations_checked": 0, "signoffs_checked": 0}
 
 
 def test_verify_deleted_row(repo, ran):
@@ -186,7 +186,7 @@ def test_verify_rows_cut_from_the_end(repo, ran):
     assert json.loads(broken.stdout) == {"ok": False, "checked": 3, "first_bad_seq": 4, "reason":
                                          "row 4: missing; the feed had 4 rows (rows were deleted from its end)",
                                          "table": "events", "runs_checked": 0, "log_entries_checked": 0,
-                                         "signoffs_checked": 0}
+                                         "run_files_checked": 0, "violations_checked": 0, "signoffs_checked": 0}
 
 
 def test_verify_reordered_rows(repo, ran):

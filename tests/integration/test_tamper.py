@@ -64,7 +64,8 @@ def delete_database(repo: Path) -> None:
 
 
 #: What `verify --json` adds to the verdict: where the problem is and what the cross-check counted.
-VERIFY_DETAIL = ("table", "runs_checked", "log_entries_checked", "signoffs_checked")
+VERIFY_DETAIL = ("table", "runs_checked", "log_entries_checked", "run_files_checked", "violations_checked",
+                 "signoffs_checked")
 
 
 def verify_json(repo: Path) -> tuple[int, dict]:
@@ -435,11 +436,13 @@ def test_untouched_repository_verifies(repo):
     assert verify_json(repo) == (0, {"ok": True, "checked": events, "first_bad_seq": None, "reason": None})
     counts = json.loads(cli("verify", "--json", cwd=repo).stdout)
     assert {key: counts[key] for key in VERIFY_DETAIL} == {
-        "table": None, "runs_checked": 5, "log_entries_checked": sealed_lines, "signoffs_checked": 2}
+        "table": None, "runs_checked": 5, "log_entries_checked": sealed_lines, "signoffs_checked": 2,
+        # feature.py, broken.py, the direct run's file, and the rollback's revert of feature.py
+        "run_files_checked": 4, "violations_checked": 0}
     text = cli("verify", cwd=repo)
     assert (text.returncode, text.stdout) == (
-        0, f"ok: {events} feed events, hash chain intact; 5 finished runs, {sealed_lines} log lines and "
-           "2 sign-offs match it\n")
+        0, f"ok: {events} feed events, hash chain intact; 5 finished runs, {sealed_lines} log lines, "
+           "4 changed files, 0 violations and 2 sign-offs match it\n")
     # The rollback run is sealed by its run.started event: altering it is noticed too.
     tamper(repo, "UPDATE runs SET commit_sha = ? WHERE id = ?", [feature["commit_sha"], rolled["id"]])
     assert verify_json(repo)[1]["reason"] == (
@@ -618,3 +621,21 @@ def test_a_damaged_index_is_named_by_its_page(repo, ran, transcript):
     assert scalar(repo, "SELECT COUNT(*) FROM runs") == 1
     assert cli("verify", cwd=repo).stdout == \
         f"BROKEN: {damaged(repo, detail)} (the hash chain of 4 feed events is intact)\n"
+
+
+def test_a_rollback_runs_files_are_sealed_too(repo):
+    feature = run_prompt(repo, [Write("feature.py", "def feature():\n    return 1\n")], prompt="add feature")
+    ws = Workspace(repo)
+    as_user(repo, "lead@example.com", "Lead")
+    gates.sign_off(ws, feature["id"], "approve")
+    gates.merge(ws, feature["id"])
+    rolled = gates.rollback(ws, feature["id"])
+    ws.close()
+    assert verify_json(repo)[0] == 0
+    seq = scalar(repo, "SELECT seq FROM events WHERE run_id = ? AND kind = 'run.committed'", [rolled["id"]])
+    tamper(repo, "UPDATE run_files SET path = 'other.py' WHERE run_id = ?", [rolled["id"]])
+    assert verify_json(repo)[1] == {"ok": False, "checked": scalar(repo, "SELECT COUNT(*) FROM events"),
+                                    "first_bad_seq": seq, "reason":
+                                    f"run {rolled['id']}: its changed files differ from the sealed run.committed "
+                                    "event (sealed 1 file, found as many with different content)"}
+    assert verify_table(repo) == "run_files"

@@ -235,8 +235,10 @@ def _shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _counted(count: Any, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+def counted(count: Any, noun: str) -> str:
+    """``1 file``, ``1,234 files`` (a count read from a seal may be anything)."""
+    shown = f"{count:,}" if isinstance(count, int) else str(count)
+    return f"{shown} {noun}" + ("" if count == 1 else "s")
 
 
 def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
@@ -331,7 +333,7 @@ def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
             found = digests[run_id].as_seal()
             if (sealed.get("count"), sealed.get("sha256")) != (found["count"], found["sha256"]):
                 what = "changed files" if key == "files" else "violations"
-                shown = _counted(sealed.get("count"), noun)
+                shown = counted(sealed.get("count"), noun)
                 detail = (f"sealed {shown}, found {found['count']}" if sealed.get("count") != found["count"]
                           else f"sealed {shown}, found as many with different content")
                 return broken(seq, f"run {run_id}: its {what} differ from the sealed {kind} event ({detail})", table)
