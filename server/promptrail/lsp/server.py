@@ -9,6 +9,10 @@ change on disk matters (``WATCHED_FILES``: the rules and the configuration).
 
 Document sync is pygls' own, but for one thing: didSave asks for the saved text, and when it differs
 from the text the server holds (a client that failed to send a change), the saved text replaces it.
+
+What the client sends that cannot be used (bytes that are no JSON, a malformed notification) is
+answered or logged to the client by ``PromptrailProtocol``, never shown as an error popup; ``exit``
+without ``shutdown`` ends the process with code 1.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from promptrail import __version__
@@ -28,9 +33,11 @@ from promptrail.errors import PromptrailError
 from promptrail.lsp import commands, lenses
 from promptrail.lsp.diagnostics import Diagnostics, is_claude_md
 from promptrail.lsp.folders import Folders, uri_to_path
-from promptrail.lsp.protocol import PromptrailProtocol
+from promptrail.lsp.protocol import UNPARSABLE, PromptrailProtocol
 
 if TYPE_CHECKING:
+    from pygls.server import ServerErrors
+
     from promptrail.lsp.folders import Repository
     from promptrail.runs import Run
 
@@ -54,6 +61,19 @@ class PromptrailServer(LanguageServer):
         self.run_homes: dict[str, Repository] = {}
         #: CLAUDE.md rule diagnostics of the open documents.
         self.diagnostics = Diagnostics(self)
+
+    protocol: PromptrailProtocol
+
+    def report_server_error(self, error: Exception, source: ServerErrors) -> None:
+        # ``JsonRpcException`` is the source pygls' read loop names: the client sent something the
+        # loop could not read or hand on. That is no fault of the server's, and no user can act on a
+        # popup about it: answer what can be answered, log the rest to the client.
+        if source is not JsonRpcException:
+            super().report_server_error(error, source)
+        elif isinstance(error, UNPARSABLE):
+            self.protocol.answer_unparsable(error)
+        else:
+            self.protocol.log_to_client(f"ignored a message from the client: {error}")
 
 
 def create_server() -> PromptrailServer:
@@ -149,6 +169,8 @@ def serve(transport: str, host: str | None, port: int | None) -> None:
         # A buffered writer: with PYTHONUNBUFFERED=1, sys.stdout.buffer is a raw FileIO whose short
         # writes pygls does not retry, which cut large log notifications off mid-message.
         server.start_io(sys.stdin.buffer, open(sys.stdout.fileno(), "wb", closefd=False))
+        if server.protocol.exit_code:
+            sys.exit(server.protocol.exit_code)  # `exit` without `shutdown` (LSP: code 1)
     elif transport in ("tcp", "ws"):
         if host is None or port is None:
             raise PromptrailError(f"--{transport} needs HOST:PORT")
