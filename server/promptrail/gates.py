@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import fnmatch
 import json
 import re
@@ -419,6 +420,20 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
 
 # -- simulate -----------------------------------------------------------------------------------
 @contextlib.contextmanager
+def _one_at_a_time(repo: Repo, name: str, busy: str) -> Iterator[None]:
+    """Hold the repository's lock file ``name`` for the block, or fail at once with ``busy`` when
+    another thread or process holds it (``flock`` locks per open file, so both are kept out)."""
+    folder = repo.state_dir / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PromptrailError(busy) from None
+        yield
+
+
+@contextlib.contextmanager
 def _scratch_worktree(repo: Repo, name: str, sha: str) -> Iterator[Path]:
     """A detached worktree at ``sha`` that disappears afterwards."""
     path = worktree.worktree_path(repo, name)
@@ -445,20 +460,24 @@ async def simulate(workspace: Workspace, run_ref: str, sink: EventSink | None = 
     policy, _ = await asyncio.to_thread(policy_for, workspace, run)
     tip = workspace.repo.branch_sha(run["branch"]) or run["commit_sha"]
     fan = sink if isinstance(sink, FanOut) else FanOut(sink) if sink else FanOut()
-    last = workspace.store.log(run["id"])
-    log = LogBook(workspace.store, run["id"], fan, start_seq=last[-1]["seq"] if last else 0)
-    try:
-        if not policy.checks:
-            log.add("gate", f"no checks configured in {policy.source}; nothing to simulate")
-        with _scratch_worktree(workspace.repo, f"{run['id']}-checks", tip) as folder:
-            for spec in policy.checks:
-                log.add("gate", f"check '{spec.name}' on {tip[:12]}: $ {spec.run}")
-                result = await run_check(spec, folder, log)
-                workspace.store.add_check({"run_id": run["id"], "commit_sha": tip, **result})
-                log.add("gate", f"check '{spec.name}' {result['status']} (exit {result['exit_code']}, "
-                                f"{result['duration_ms']} ms)")
-    finally:
-        await log.close()
+    # One simulation of a run at a time: each continues the run's log numbering and checks out
+    # the same scratch worktree, so a second one at once would collide with the first on both.
+    with _one_at_a_time(workspace.repo, f"simulate-{run['id']}",
+                        f"a gate simulation of run {run['id']} is already running; wait for it to end"):
+        last = workspace.store.log(run["id"])
+        log = LogBook(workspace.store, run["id"], fan, start_seq=last[-1]["seq"] if last else 0)
+        try:
+            if not policy.checks:
+                log.add("gate", f"no checks configured in {policy.source}; nothing to simulate")
+            with _scratch_worktree(workspace.repo, f"{run['id']}-checks", tip) as folder:
+                for spec in policy.checks:
+                    log.add("gate", f"check '{spec.name}' on {tip[:12]}: $ {spec.run}")
+                    result = await run_check(spec, folder, log)
+                    workspace.store.add_check({"run_id": run["id"], "commit_sha": tip, **result})
+                    log.add("gate", f"check '{spec.name}' {result['status']} (exit {result['exit_code']}, "
+                                    f"{result['duration_ms']} ms)")
+        finally:
+            await log.close()
     checks = {c["name"]: c["status"] for c in workspace.store.checks(run["id"]) if c["commit_sha"] == tip}
     workspace.store.record_event("gate.simulated", run_id=run["id"], actor=str(actor),
                                  data={"sha": tip, "checks": checks})
@@ -541,15 +560,16 @@ def merge(workspace: Workspace, run_ref: str, sink: EventSink | None = None) -> 
     state = gate_state(workspace, run)
     if state.status == "merged":
         raise PromptrailError(f"run {run['id']} is already merged into {state.target}")
-    if state.on_target:  # approvals or checks missing would not be the point
-        raise PromptrailError(f"run {run['id']}: {state.merge_blockers[0]} (an approval still records the review)")
-    if state.merge_blockers:
+    if state.merge_blockers and not state.on_target:  # on the target, missing approvals are not the point
         raise PromptrailError(f"run {run['id']} cannot be merged: {'; '.join(state.merge_blockers)}")
     target, tip = state.target, state.sha
     assert target and tip
     with repo.write_lock():
         # Checked again under the lock: of two merges at once, the second finds the first's record.
         _refuse_if_done(workspace, run["id"], target)
+        if state.on_target:  # seen under the lock: a merge that just landed it was refused above
+            raise PromptrailError(f"run {run['id']}: {state.merge_blockers[0]} (an approval still records the "
+                                  "review)")
         old = repo.branch_sha(target)
         if old is None:
             raise PromptrailError(f"the target branch '{target}' does not exist")

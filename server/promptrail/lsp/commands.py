@@ -66,6 +66,11 @@ def _text(opts: dict[str, Any], name: str, *, required: bool = False) -> str | N
         return None
     if not isinstance(value, str):
         raise PromptrailError(f"{name} must be a string, not {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # JSON's "\udc80": a lone surrogate no file, store or git can hold
+        raise PromptrailError(f"{name} is not valid Unicode text (a lone surrogate at character {exc.start + 1})") \
+            from None
     return value
 
 
@@ -135,6 +140,7 @@ async def run_prompt(ls: PromptrailServer, *args: Any) -> dict[str, str]:
         prompt=prompt, agent=_text(opts, "agent"),
         model=_text(opts, "model"), mode=_text(opts, "mode"), transcript=transcript,
         claude_path=_text(opts, "claudePath"), replay_delay=_number(opts, "replayDelay", 0.0, float))
+    request_id = ls.protocol.msg_id
     repository = await ls.folders.for_command(opts)
     stream = RunStream(ls)
     try:
@@ -147,6 +153,10 @@ async def run_prompt(ls: PromptrailServer, *args: Any) -> dict[str, str]:
     ls.run_homes[run.id] = repository
     assert run.task is not None
     run.task.add_done_callback(functools.partial(_run_ended, ls, run.id, stream))
+    if ls.protocol.was_withdrawn(request_id):
+        # Withdrawn while it started: the client was told "canceled" and never learns this run's
+        # id, so the run stops now (recorded as cancelled) instead of going on unseen.
+        await run.cancel()
     return {"runId": run.id}
 
 
@@ -333,15 +343,18 @@ async def _find_run(ls: PromptrailServer, opts: dict[str, Any], ref: str) -> tup
     are asked in turn, and the default folder's error is the one reported."""
     if ref in ls.run_homes:
         return ls.run_homes[ref], ref
-    first = await ls.folders.for_command(opts)
-    try:
+    named = bool(opts.get("workspaceFolder") or opts.get("uri"))
+    first: Repository | None = None
+    try:  # the default folder may itself be no repository: the others are still asked
+        first = await ls.folders.for_command(opts)
         return first, await asyncio.to_thread(first.workspace.store.resolve_run_id, ref)
-    except PromptrailError:
-        if opts.get("workspaceFolder") or opts.get("uri"):
+    except PromptrailError as exc:
+        if named:
             raise
-        for other in await ls.folders.others(first):
-            try:
-                return other, await asyncio.to_thread(other.workspace.store.resolve_run_id, ref)
-            except PromptrailError:
-                continue
-        raise
+        error = exc
+    for other in await ls.folders.others(first):  # first None: no folder to skip
+        try:
+            return other, await asyncio.to_thread(other.workspace.store.resolve_run_id, ref)
+        except PromptrailError:
+            continue
+    raise error

@@ -109,7 +109,8 @@ def _reviewable(workspace: Workspace, attribution) -> set[str]:
 
 async def resolve_code_lens(ls: PromptrailServer, lens: types.CodeLens) -> types.CodeLens:
     data = lens.data if isinstance(lens.data, dict) else {}
-    if lens.command is not None or not data.get("runId") or not data.get("uri"):
+    # The data comes back from the client: only the strings this server put there are trusted.
+    if lens.command is not None or not all(isinstance(data.get(key), str) and data[key] for key in ("runId", "uri")):
         return lens
     repository = await ls.folders.for_document(data["uri"])
     title = await asyncio.to_thread(_title, repository.workspace, data["runId"]) if repository else None

@@ -16,12 +16,18 @@ waiting for, and what must never become a popup.
   fault is the client's, and no user can act on it.
 - ``exit`` records the code the process ends with (``exit_code``: 0 after ``shutdown``, else 1):
   pygls computes it, but its stdio loop swallows the ``SystemExit`` that carries it.
+- A request whose ``params`` are left out (JSON-RPC allows it) reaches its handler with None;
+  pygls' message classes require the member, and answered such a request with an internal error.
+- ``$/cancelRequest`` ids are remembered (``withdrawn``): pygls answers a withdrawn
+  ``workspace/executeCommand`` "canceled" but lets the command itself run on, so a command that
+  starts something (``promptrail.runPrompt``) asks whether its request was withdrawn.
 - ``JsonReady`` params are sent as they are. pygls' converter walks every value of a plain dict;
   for a batch of a few hundred log entries that walk cost more than the rest of a run's stream.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -56,6 +62,15 @@ class PromptrailProtocol(LanguageServerProtocol):
         converter.register_unstructure_hook(JsonReady, lambda params: params)
         #: The code the process ends with once the client sent ``exit``; None before.
         self.exit_code: int | None = None
+        #: Ids of requests the client withdrew with ``$/cancelRequest`` (the newest few hundred).
+        self.withdrawn: collections.deque[Any] = collections.deque(maxlen=512)
+
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        self.withdrawn.append(msg_id)
+        super()._handle_cancel_notification(msg_id)
+
+    def was_withdrawn(self, msg_id: Any) -> bool:
+        return msg_id is not None and msg_id in self.withdrawn
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         # Only the whole message has "jsonrpc" and "method"; the nested objects that json.loads
@@ -63,6 +78,8 @@ class PromptrailProtocol(LanguageServerProtocol):
         is_message = "jsonrpc" in data and "method" in data
         if is_message and self._refused(data):
             return _HANDLED
+        if is_message and "id" in data and "params" not in data:
+            data = {**data, "params": None}
         try:
             return super().structure_message(data)
         except JsonRpcException as error:

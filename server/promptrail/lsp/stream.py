@@ -68,7 +68,8 @@ class RunProgress:
 
     CREATE_TIMEOUT_S = 10.0
 
-    def __init__(self, ls: LanguageServer, token: str, on_cancel: Callable[[], None]) -> None:
+    def __init__(self, ls: LanguageServer, token: str, on_cancel: Callable[[], None] | None) -> None:
+        """``on_cancel`` None: nothing can stop the work, so the client shows no cancel button."""
         self.ls, self.token, self.on_cancel = ls, token, on_cancel
         self.state = "idle"  # idle → creating → begun → ended (or off: the client said no)
         self._end_message: str | None = None
@@ -88,10 +89,11 @@ class RunProgress:
             self.state = "off"
             return
         self.state = "begun"
-        progress.begin(self.token, types.WorkDoneProgressBegin(title=title, message=message, cancellable=True))
+        cancellable = self.on_cancel is not None
+        progress.begin(self.token, types.WorkDoneProgressBegin(title=title, message=message, cancellable=cancellable))
         # pygls cancels this future when the user presses cancel on the progress notification.
         registered = progress.tokens.get(self.token)
-        if registered is not None:
+        if registered is not None and self.on_cancel is not None:
             loop = asyncio.get_running_loop()
             registered.add_done_callback(
                 lambda future: future.cancelled() and loop.call_soon_threadsafe(self.on_cancel))
@@ -133,6 +135,8 @@ class RunStream:
         self._commit_landed = False
         self._pending: list[dict[str, Any]] = []
         self._timer: asyncio.TimerHandle | None = None
+        #: A gate simulation's stream (``RunOpened`` mode ``checks``): the run itself has ended.
+        self.checks_only = False
 
     # -- EventSink --------------------------------------------------------------------------------
     def emit(self, event: RunEvent) -> None:
@@ -151,13 +155,16 @@ class RunStream:
 
     def _on_opened(self, event: RunOpened) -> None:
         self.run_id = event.run_id
+        self.checks_only = event.mode == "checks"
         agent = f"{event.agent} ({event.agent_label})" if event.agent_label else event.agent
         self._log_line(types.MessageType.Info, f"run {event.run_id} started · {agent} · {event.mode} mode · "
                                                f"{_one_line(event.prompt, 60)}")
         if client_supports_progress(self.ls):
             # Unique per stream: a run's gate simulation later reports progress for the same run id.
             token = f"promptrail-{event.mode if event.mode == 'checks' else 'run'}-{event.run_id}-{id(self):x}"
-            self.progress = RunProgress(self.ls, token, self._cancel_from_progress)
+            # A gate simulation's checks run to their end (each has its own timeout): no cancel button.
+            self.progress = RunProgress(self.ls, token,
+                                        None if self.checks_only else self._cancel_from_progress)
             self.progress.begin(f"promptrail · {_one_line(event.prompt, 40)}", f"run {event.run_id} starting")
 
     def _on_status(self, event: RunStatus) -> None:
@@ -206,6 +213,13 @@ class RunStream:
         """The run ended without a final status (start failed half-way, or its task died): say so,
         and end the progress, so no client waits forever."""
         if self.final_sent or self.run_id is None:
+            return
+        if self.checks_only:  # a simulation that failed says so; the run's own status is unchanged
+            self.final_sent = True
+            self.flush()
+            self._log_line(types.MessageType.Warning, f"run {self.run_id}: gate simulation failed · {error}")
+            if self.progress:
+                self.progress.end(f"gate simulation failed: {error}")
             return
         self.emit(RunStatus(self.run_id, "failed", error=error, final=True))
 
