@@ -131,8 +131,9 @@ _DAMAGED_CODES = {11, 26}
 #: What ``record_event(seal=...)`` may seal into the event (see ``ledger``).
 SEALS = ("run", "log", "signoff", "files", "violations")
 #: Events that seal the rows their callers wrote just before them, unasked: ``run.committed``
-#: follows ``set_run_files``, ``run.checked`` follows the rule check's ``set_violations``. Sealed
-#: there, the rows are bound to the feed the moment they are final, not only at the run's end.
+#: follows ``set_run_files``, a ``run.checked`` recorded on its own follows ``set_violations`` (the
+#: rule check itself appends it with its rows, in one transaction, through ``add_violations``).
+#: Sealed there, the rows are bound to the feed the moment they are final, not at the run's end.
 IMPLIED_SEALS = {"run.committed": "files", "run.checked": "violations"}
 #: A run's log can be gigabytes: checking every page of it before each run would take seconds.
 #: Damage there is found when a page is read (one ``PromptrailError``) and by ``verify``.

@@ -26,11 +26,11 @@ def _store(workspace: Any, run_id: str, actor: str | None, base_sha: str | None,
            result: RunCheck) -> None:
     store = workspace.store
     rows = [{**v.as_dict(), "message": redact(v.message)} for v in result.violations]
-    store.set_violations(run_id, rows, source=SOURCE)
     store.update_run(run_id, policy_change=int(result.policy_change))
-    store.record_event("run.checked", run_id=run_id, actor=actor, data={
+    # The violations and the run.checked event that seals them land in one transaction, or neither.
+    store.add_violations(run_id, rows, replacing_source=SOURCE, event=("run.checked", actor, {
         **result.summary(), "policy_files": result.policy_files, "commit": commit_sha, "base": base_sha,
-        "rules": result.rules, "files_checked": result.files_checked, "rule_problems": len(result.problems)})
+        "rules": result.rules, "files_checked": result.files_checked, "rule_problems": len(result.problems)}))
 
 
 def describe(violation: Violation | Mapping[str, Any]) -> str:
