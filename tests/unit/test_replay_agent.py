@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from promptrail.agents.base import Finished, Raw, Started, ToolUse, Usage
+from promptrail.agents.base import Finished, Raw, Started, ToolResult, ToolUse, Usage
 from promptrail.agents.replay import ReplayAgent
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "claude-2.1.197-sample.jsonl"
@@ -111,6 +111,10 @@ async def test_failed_edits_are_noted_and_the_replay_goes_on(tmp_path):
         "replay: Edit 'a.txt' not applied: old_string occurs 2 times and replace_all is not set",
         "replay: Edit 'missing.txt' not applied: the file does not exist",
     ]
+    # The recorded "ok" of an edit not made here is not passed on as a success.
+    not_made = "(recorded; not applied in this replay) ok"
+    assert [(r.tool_use_id, r.content, r.is_error) for r in events if isinstance(r, ToolResult)] == [
+        ("e1", not_made, True), ("e2", not_made, True), ("e3", not_made, True), ("e4", "ok", False)]
     assert (tmp_path / "a.txt").read_text() == "one 2 2\n"
     assert events[-1].is_error is False
 

@@ -73,17 +73,19 @@ class ReplayAgent(Agent):
                     yield Finished(is_error=True, complete=False, error=CANCELLED)
                     return
                 for event in events:
+                    if isinstance(event, ToolResult) and event.tool_use_id in pending:
+                        use = pending.pop(event.tool_use_id)
+                        refusal = None if event.is_error else await _apply(use, recorded_cwd, root)
+                        if refusal:
+                            # The recorded "updated successfully" is not true here: said as what it is.
+                            yield refusal
+                            event = ToolResult(event.tool_use_id, f"(recorded; not applied in this replay) "
+                                                                  f"{event.content}", is_error=True)
                     yield event
                     if isinstance(event, Started) and recorded_cwd is None:
                         recorded_cwd = event.cwd
                     elif isinstance(event, ToolUse) and event.name in FILE_TOOLS:
                         pending[event.id] = event
-                    elif isinstance(event, ToolResult) and event.tool_use_id in pending:
-                        use = pending.pop(event.tool_use_id)
-                        if not event.is_error:
-                            refusal = await _apply(use, recorded_cwd, root)
-                            if refusal:
-                                yield refusal
         yield parser.finish("the transcript ended without a result")
 
     async def cancel(self) -> None:
