@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import fnmatch
 import json
 import re
@@ -189,6 +188,15 @@ def resolve_reviewed_sha(repo: Repo, sha: str) -> str:
     return result.stdout.strip()
 
 
+def reviewed_tip(repo: Repo, run: dict[str, Any]) -> str:
+    """The commit a run's gate judges: the tip of an isolated run's own branch (a fix committed
+    there is part of what is reviewed); a direct-mode run's own commit (its branch is the user's,
+    and what was committed there later is not the run's)."""
+    if run.get("mode") != "isolated":
+        return run["commit_sha"]
+    return repo.branch_sha(run.get("branch")) or run["commit_sha"]
+
+
 def target_of(run: dict[str, Any], policy: GatePolicy | None = None) -> str:
     target = (policy.target if policy else None) or run.get("target_branch")
     if not target:
@@ -215,7 +223,7 @@ def gate_state(workspace: Workspace, run: dict[str, Any]) -> GateState:
         return GateState("not_applicable", run.get("status") or "", run.get("target_branch"), None,
                          [], [], [], [], 0, 0, ["the run has no commit"])
     policy, target = policy_for(workspace, run)
-    tip = repo.branch_sha(run.get("branch")) or run["commit_sha"]
+    tip = reviewed_tip(repo, run)
     signoffs = store.signoffs(run["id"])
     # One voice per person: their latest sign-off on this SHA counts.
     latest_by_actor = {s["actor_email"].lower(): s for s in signoffs if s["commit_sha"] == tip}
@@ -406,7 +414,7 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
     if refusal:
         raise PromptrailError(refusal)
     expected = resolve_reviewed_sha(workspace.repo, reviewed_sha) if reviewed_sha else run["commit_sha"]
-    tip = workspace.repo.branch_sha(run["branch"]) or run["commit_sha"]
+    tip = reviewed_tip(workspace.repo, run)
     if tip != expected:
         raise PromptrailError(f"the run's branch {run['branch']} moved since it was opened for review "
                               f"(now at {tip[:12]}); review that commit and sign off with --sha {tip[:12]}")
@@ -421,15 +429,11 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
 # -- simulate -----------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _one_at_a_time(repo: Repo, name: str, busy: str) -> Iterator[None]:
-    """Hold the repository's lock file ``name`` for the block, or fail at once with ``busy`` when
-    another thread or process holds it (``flock`` locks per open file, so both are kept out)."""
-    folder = repo.state_dir / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{name}.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PromptrailError(busy) from None
+    """Hold the repository's lock file ``name`` for the block, or fail at once with ``busy``."""
+    handle = repo.try_lock(name)
+    if handle is None:
+        raise PromptrailError(busy)
+    with handle:
         yield
 
 
@@ -458,7 +462,7 @@ async def simulate(workspace: Workspace, run_ref: str, sink: EventSink | None = 
     run = _run(workspace, run_ref)
     actor = await asyncio.to_thread(workspace.repo.identity)
     policy, _ = await asyncio.to_thread(policy_for, workspace, run)
-    tip = workspace.repo.branch_sha(run["branch"]) or run["commit_sha"]
+    tip = reviewed_tip(workspace.repo, run)
     fan = sink if isinstance(sink, FanOut) else FanOut(sink) if sink else FanOut()
     # One simulation of a run at a time: each continues the run's log numbering and checks out
     # the same scratch worktree, so a second one at once would collide with the first on both.

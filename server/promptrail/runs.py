@@ -14,12 +14,13 @@ run whose process died.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from promptrail.agents.base import (Agent, AgentEvent, Finished, Raw, Started, Text, ToolResult, ToolUse,
                                     Usage)
@@ -131,6 +132,8 @@ class Run:
         self.ran_commands = False
         #: The CLAUDE.md check's summary once the commit was checked (``RunStatus.violations``).
         self.check_summary: dict[str, Any] | None = None
+        #: Direct mode: the working tree's lock file, held until the run has ended.
+        self.tree_lock: IO[str] | None = None
 
     @property
     def store(self) -> AuditStore:
@@ -160,6 +163,13 @@ class Run:
 
     # -- the run ------------------------------------------------------------------------------
     async def execute(self) -> dict[str, Any]:
+        try:
+            return await self._execute()
+        finally:
+            if self.tree_lock is not None:
+                self.tree_lock.close()
+
+    async def _execute(self) -> dict[str, Any]:
         workdir: Path | None = None
         before: dict[str, str | None] = {}
         finished: Finished | None = None
@@ -206,22 +216,23 @@ class Run:
 
         return run_json(self.workspace, self.id)
 
-    def _agents_share(self, changed: list[str]) -> list[str]:
-        """Of the paths that changed in the working tree during a direct-mode run, those to commit
-        as the agent's. An agent that ran no command can only have changed what its file tools
-        wrote: anything else was edited by someone else (you, another program) and stays
-        uncommitted. After a command nobody can tell, so all of it is committed, and said so."""
-        foreign = sorted(path for path in changed if path not in self.written)
+    def _agents_share(self, clean: list[str], conflicting: list[str]) -> tuple[list[str], list[str]]:
+        """Of the paths that changed in the working tree during a direct-mode run (``clean``: they
+        had no uncommitted changes of yours before; ``conflicting``: they had), those that are the
+        agent's. An agent that ran no command can only have changed what its file tools wrote:
+        anything else was edited by someone else (you, another program), stays uncommitted and is
+        not called the agent's. After a command nobody can tell, so all of it counts, and is said."""
+        foreign = sorted(path for path in (*clean, *conflicting) if path not in self.written)
         if not foreign:
-            return changed
-        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+            return clean, conflicting
+        shown = _some_paths(foreign)
         if self.ran_commands:
             self.log.add("warning", f"changed during the run by no file tool of the agent (by its commands, or by "
-                                    f"you): {shown}; committed as the run's")
-            return changed
+                                    f"you): {shown}; taken as the run's")
+            return clean, conflicting
         self.log.add("warning", f"changed during the run, but the agent wrote none of them (you, or another "
                                 f"program): {shown}; left uncommitted")
-        return [path for path in changed if path in self.written]
+        return [p for p in clean if p in self.written], [p for p in conflicting if p in self.written]
 
     async def _drive_agent(self, workdir: Path) -> Finished:
         finished: Finished | None = None
@@ -249,7 +260,7 @@ class Run:
         elif isinstance(event, ToolUse):
             self.tool_calls[event.id] = describe_tool_use(event, self.agent_cwd or workdir)
             self.last_tool_call = event.id
-            self._note_change(event, self.agent_cwd or workdir)
+            self._note_change(event, self.agent_cwd or workdir, workdir)
             self.log.add("tool_use", self.tool_calls[event.id])
         elif isinstance(event, ToolResult):
             answers = self.tool_calls.get(event.tool_use_id) if event.tool_use_id != self.last_tool_call else None
@@ -269,12 +280,12 @@ class Run:
         elif isinstance(event, Usage):
             pass  # the verdict carries the totals
 
-    def _note_change(self, event: ToolUse, workdir: Path) -> None:
+    def _note_change(self, event: ToolUse, agent_dir: Path, workdir: Path) -> None:
         if event.name in WRITING_TOOLS:
             target = (event.input or {}).get("file_path") or (event.input or {}).get("path") \
                 or (event.input or {}).get("notebook_path")
             if isinstance(target, str):
-                self.written.add(_relative_path(target, workdir))
+                self.written.add(_path_in_tree(target, agent_dir, workdir))
         elif isinstance((event.input or {}).get("command"), str):
             self.ran_commands = True
 
@@ -353,8 +364,8 @@ class Run:
             outcome = await asyncio.to_thread(gitcommit.commit_worktree, repo, workdir, message, self.identity)
         else:
             clean, conflicting = await asyncio.to_thread(gitcommit.changed_since, repo, before)
-            clean = self._agents_share(clean)
-            for path in conflicting:
+            clean, conflicting = self._agents_share(clean, conflicting)
+            for path in map(gitcommit.one_line, conflicting):
                 self.log.add("error", f"{path}: already had your uncommitted changes; the agent's edit is left "
                                       "uncommitted in your working tree for you to review; your own version: "
                                       f"`git show {self.snapshot_ref}:{path}`")
@@ -369,7 +380,7 @@ class Run:
         ignored = await asyncio.to_thread(gitcommit.ignored_paths, repo, workdir) \
             if self.row["mode"] == "isolated" else []
         if ignored:
-            shown = ", ".join(ignored[:10]) + (f" and {len(ignored) - 10} more" if len(ignored) > 10 else "")
+            shown = _some_paths(ignored)
             self.log.add("warning", f"not committed, as .gitignore excludes them: {shown}; they stay in the run's "
                                     f"worktree {workdir} (`promptrail prune` removes it)")
         if not outcome.committed:
@@ -430,25 +441,53 @@ def _conflict_message(paths: list[str], snapshot_ref: str | None) -> str:
     saved = (f"; your own versions are saved in {snapshot_ref} (`git checkout {snapshot_ref} -- PATH` restores one)"
              if snapshot_ref else "")
     return (f"{len(paths)} path(s) the agent changed already had your uncommitted changes and were left "
-            f"uncommitted: {', '.join(paths)}{saved}")
+            f"uncommitted: {_some_paths(paths, limit=len(paths))}{saved}")
+
+
+def _lock_working_tree(repo: Any, run_id: str) -> IO[str]:
+    name = "direct-" + hashlib.sha256(str(repo.root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    handle = repo.try_lock(name)
+    if handle is None:
+        holder = repo.lock_holder(name) or "another one"
+        raise PromptrailError(f"direct-mode run {holder} is still working in {repo.root}; wait for it "
+                              "(or cancel it), or use --mode isolated")
+    handle.truncate(0)
+    handle.write(run_id)
+    handle.flush()
+    return handle
+
+
+def _some_paths(paths: list[str], limit: int = 10) -> str:
+    """``a.py, b.py and 3 more``, each path on one line (a newline in a file name cannot fake a log line)."""
+    shown = ", ".join(gitcommit.one_line(path) for path in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 #: Tools that write the one file their input names: Claude Code's, and the anthropic agent's.
 WRITING_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit", "write_file", "edit_file"})
 
 
-def _relative_path(target: str, workdir: Path) -> str:
-    """A tool's path as git names it in the working tree: relative to ``workdir`` (also through
-    symlinks, e.g. /tmp vs /private/tmp), normalised; a path outside it is kept as given."""
-    path = Path(target)
-    if not path.is_absolute():
-        return os.path.normpath(target)
-    for base, candidate in ((workdir, path), (Path(os.path.realpath(workdir)), Path(os.path.realpath(path)))):
-        try:
-            return candidate.relative_to(base).as_posix()
-        except ValueError:
-            continue
-    return target
+def _path_in_tree(target: str, agent_dir: Path, workdir: Path) -> str:
+    """A tool's path as git names the file it changed in ``workdir``: taken relative to where the
+    agent works (``agent_dir``: a replay's recorded folder) with ``..`` resolved, then followed
+    through symlinks inside the tree (writing ``link/a.txt`` changes git's ``sub/a.txt``). A path
+    outside the tree is kept as given."""
+    path = Path(os.path.normpath(target))
+    if path.is_absolute():
+        for base, candidate in ((Path(os.path.normpath(agent_dir)), path),
+                                (Path(os.path.realpath(agent_dir)), Path(os.path.realpath(path)))):
+            try:
+                path = candidate.relative_to(base)
+                break
+            except ValueError:
+                continue
+        else:
+            return target
+    real_root = Path(os.path.realpath(workdir))
+    try:
+        return Path(os.path.realpath(real_root / path)).relative_to(real_root).as_posix()
+    except ValueError:  # a symlink out of the tree: no file of git's changed
+        return path.as_posix()
 
 
 def describe_tool_use(event: ToolUse, workdir: Path) -> str:
@@ -460,7 +499,7 @@ def describe_tool_use(event: ToolUse, workdir: Path) -> str:
             target = Path(target).relative_to(workdir).as_posix()
         except ValueError:
             pass
-        return f"{event.name} {target}"
+        return f"{event.name} {gitcommit.one_line(target)}"
     if isinstance(data.get("command"), str):
         return f"{event.name} $ {data['command']}"
     if isinstance(data.get("pattern"), str):
@@ -491,14 +530,6 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
         unfinished = await asyncio.to_thread(gitcommit.operation_in_progress, repo)
         if unfinished:
             raise PromptrailError(f"{unfinished} before a direct-mode run, or use --mode isolated")
-        # Direct mode commits what changed in the working tree during the run: a second agent
-        # writing there at the same time would have its files committed as the first one's work.
-        await asyncio.to_thread(workspace.settle_interrupted_runs)
-        busy = [r["id"] for r in await asyncio.to_thread(workspace.store.runs_left_running)
-                if r.get("mode") == "direct" and r.get("repo_root") == str(repo.root)]
-        if busy:
-            raise PromptrailError(f"direct-mode run {busy[0]} is still working in {repo.root}; wait for it "
-                                  "(or cancel it), or use --mode isolated")
     identity = await asyncio.to_thread(repo.identity)
     # A damaged store found later would stop the run after its commit, with nothing recorded.
     await asyncio.to_thread(workspace.store.check_intact)
@@ -512,6 +543,10 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
     claude_md = repo.run("rev-parse", "-q", "--verify", f"{base_sha}:CLAUDE.md") if base_sha else None
     stored_prompt = redact(prompt)
     run_id = new_run_id()
+    # Direct mode commits what changed in the working tree during the run: a second agent writing
+    # there at the same time would have its files taken for the first one's. So one at a time per
+    # working tree, under a lock file held until the run ends (a process that dies lets go of it).
+    tree_lock = _lock_working_tree(repo, run_id) if mode == "direct" else None
     row = {
         "id": run_id, "prompt": stored_prompt, "summary": gitcommit.summarize(stored_prompt),
         "actor_name": identity.name, "actor_email": identity.email, "agent": agent.name,
@@ -522,10 +557,16 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
         "repo_root": str(repo.root), "claude_md_sha": claude_md.stdout.strip() if claude_md and claude_md.ok else None,
         "started_at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
     }
-    await asyncio.to_thread(workspace.store.insert_run, row, event_actor=str(identity))
+    try:
+        await asyncio.to_thread(workspace.store.insert_run, row, event_actor=str(identity))
+    except BaseException:
+        if tree_lock:
+            tree_lock.close()
+        raise
     fan = sink if isinstance(sink, FanOut) else FanOut(sink) if sink else FanOut()
     fan.emit(RunOpened(row["id"], stored_prompt, agent.name, agent.label, row["model"], mode, base_sha, row["branch"]))
     run = Run(workspace, RunRequest(**{**request.__dict__, "prompt": prompt}), agent, identity, fan, row)
+    run.tree_lock = tree_lock
     run.task = asyncio.create_task(run.execute(), name=f"run-{row['id']}")
     return run
 
@@ -543,7 +584,8 @@ def _distinguishable(a: float, b: float) -> tuple[str, str]:
 def prune_worktrees(workspace: Workspace, *, force: bool = False, dry_run: bool = False) -> dict[str, list]:
     """Remove the worktrees finished runs left behind (cancelled, incomplete, hook_failed... keep
     theirs so the work can be inspected). A worktree that still holds uncommitted agent work is
-    kept unless ``force``; branches and commits always stay."""
+    kept unless ``force``. Commits always stay, and so does a branch that has one; the branch of a
+    run that committed nothing existed only for its worktree and goes with it."""
     repo = workspace.repo
     removed, kept = [], []
     for row in workspace.store.list_runs(limit=1_000_000):
@@ -557,5 +599,12 @@ def prune_worktrees(workspace: Workspace, *, force: bool = False, dry_run: bool 
             continue
         if not dry_run:
             worktree.remove(repo, folder)
+            # A run that committed nothing kept its branch only for this worktree.
+            if not row.get("commit_sha") and row.get("branch") and row.get("mode") == "isolated" \
+                    and worktree.drop_unused_branch(repo, row["branch"], row.get("base_sha")):
+                workspace.store.update_run(row["id"], branch=None)
+                # The branch is a sealed field of the finished run: the change is recorded and sealed.
+                workspace.store.record_event("run.pruned", run_id=row["id"], actor=None, seal="run",
+                                             data={"worktree": str(folder), "deleted_branch": row["branch"]})
         removed.append(entry)
     return {"removed": removed, "kept": kept}

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from promptrail.costs import TOKEN_KINDS
-from promptrail.gitops.commit import without_controls
+from promptrail.gitops.commit import one_line, without_controls
 from promptrail.queries import format_cost
 
 console = Console(highlight=False, markup=False, emoji=False)
@@ -49,9 +49,8 @@ def _text(value: Any, style: str = "") -> Text:
 
 
 def one_line_path(path: str) -> str:
-    """A file name on one terminal line: ``printable``, with a newline or tab in the name shown as
-    ``\\n`` / ``\\t`` (as git quotes them), so a name never looks like two rows or two names."""
-    return printable(path).replace("\n", "\\n").replace("\t", "\\t")
+    """A file name on one terminal line: ``printable`` and ``one_line``."""
+    return printable(one_line(path))
 
 
 def _lines(text: str) -> list[str]:

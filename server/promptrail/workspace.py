@@ -49,8 +49,9 @@ class Workspace:
                 if ended:
                     error += f"; its agent's {ended} leftover process(es) were ended"
                 self.store.update_run(run["id"], status="interrupted", ended_at=utc_now(), error=error)
+                # Its final event, as for any run that ended: it seals the run's fields and rows.
                 self.store.record_event("run.interrupted", run_id=run["id"], actor=None,
-                                        data={"pid": run["pid"]})
+                                        data={"pid": run["pid"]}, seal="run")
                 settled.append(run["id"])
         return settled
 

@@ -612,8 +612,13 @@ def test_a_direct_mode_run_has_nothing_to_merge_and_says_so(repo):
     reason = f"its commit {sha} is already on main (direct mode commits to your branch): there is nothing to merge"
     state = gates.gate_state(ws, ws.store.get_run(data["id"]))
     assert (state.on_target, state.can_merge, state.merge_blockers[0]) == (True, False, reason)
+    # Later commits on the user's branch are not the run's: the gate still judges the run's commit.
+    (repo / "later.py").write_text("2\n")
+    git(repo, "add", "later.py")
+    git(repo, "commit", "-qm", "someone's later work")
     as_user(repo, "lead@example.com")
-    assert gates.sign_off(ws, data["id"], "approve").label == "approved by lead@example.com"
+    approved = gates.sign_off(ws, data["id"], "approve")
+    assert (approved.label, approved.sha) == ("approved by lead@example.com", data["commit_sha"])
     with pytest.raises(PromptrailError) as excinfo:
         gates.merge(ws, data["id"])
     assert str(excinfo.value) == f"run {data['id']}: {reason} (an approval still records the review)"

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from promptrail.errors import PromptrailError
-from promptrail.runs import RunRequest, start_run
+from promptrail.runs import RunRequest, prune_worktrees, start_run
 from promptrail.workspace import Workspace
 from tests.conftest import git, make_repo
 from tests.support.transcripts import Bash, Edit, Say, Write, write_transcript
@@ -247,6 +248,17 @@ def test_interrupted_run_is_settled_on_open(repo):
                          "host": __import__("socket").gethostname(), "started_at": "2026-01-01T00:00:00Z",
                          "agent": "replay", "mode": "isolated", "model": None, "base_sha": None}, event_actor=None)
     assert Workspace(repo).store.get_run("deadbeef0001")["status"] == "interrupted"
+    # Its final event seals it like any ended run: a later edit of its record is caught.
+    store = Workspace(repo).store
+    assert store.verify().ok
+    conn = sqlite3.connect(repo / ".git" / "promptrail" / "audit.db")
+    with conn:
+        conn.execute("UPDATE runs SET status = 'succeeded' WHERE id = 'deadbeef0001'")
+    conn.close()
+    verdict = store.verify()
+    assert (verdict.ok, verdict.table, verdict.reason) == (
+        False, "runs", 'run deadbeef0001: status differs from the sealed run.interrupted event (sealed "interrupted", '
+                       'found "succeeded")')
 
 
 def _promptrail() -> str:
@@ -318,7 +330,9 @@ def test_prune_removes_clean_worktrees_and_keeps_uncommitted_work(repo, tmp_path
     forced = prune("--force")
     assert [e["run_id"] for e in forced["removed"]] == [rejected["id"]]
     assert not Path(rejected["worktree"]).exists()
-    assert git(repo, "rev-parse", rejected["branch"]).strip() == rejected["base_sha"]  # the branch stays
+    # The run committed nothing: its branch (still at the base) existed only for the worktree.
+    assert git(repo, "branch", "--list", rejected["branch"]) == ""
+    assert Workspace(repo).store.get_run(rejected["id"])["branch"] is None and Workspace(repo).store.verify().ok
 
 
 def test_a_second_direct_run_in_the_same_working_tree_is_refused_while_the_first_works(repo, tmp_path):
@@ -374,7 +388,7 @@ def test_direct_mode_after_an_agent_command_commits_all_it_cannot_tell_apart_and
     assert sorted(f["path"] for f in data["files"]) == ["agent.py", "app.py", "notes.txt"]
     log = [e["text"] for e in Workspace(repo).store.log(data["id"])]
     assert ("changed during the run by no file tool of the agent (by its commands, or by you): app.py, notes.txt; "
-            "committed as the run's") in log
+            "taken as the run's") in log
 
 
 def test_files_gitignore_excludes_are_named_and_kept_in_the_worktree(tmp_path):
@@ -385,6 +399,11 @@ def test_files_gitignore_excludes_are_named_and_kept_in_the_worktree(tmp_path):
     assert only_ignored["error"] == \
         f"the agent wrote only files .gitignore excludes (build/, run.log); they are in {worktree}"
     assert (worktree / "build" / "out.txt").read_text() == "artifact\n"  # not thrown away
+    assert git(repo, "branch", "--list", only_ignored["branch"]) != ""  # the worktree's checkout
+    prune_worktrees(Workspace(repo))
+    assert not worktree.exists() and git(repo, "branch", "--list", "promptrail/*") == ""
+    assert Workspace(repo).store.get_run(only_ignored["id"])["branch"] is None
+    assert Workspace(repo).store.verify().ok  # the change of a sealed field is itself sealed
 
     both = run_prompt(repo, [Write("build/out.txt", "artifact\n"), Write("app.py", "x = 2\n")])
     worktree = Path(Workspace(repo).store.get_run(both["id"])["worktree"])
@@ -393,3 +412,51 @@ def test_files_gitignore_excludes_are_named_and_kept_in_the_worktree(tmp_path):
     assert (f"not committed, as .gitignore excludes them: build/; they stay in the run's worktree {worktree} "
             "(`promptrail prune` removes it)") in log
     assert (worktree / "build" / "out.txt").is_file()
+
+
+SLOW_DIRECT_RUN = """
+import asyncio, json, sys
+from promptrail.errors import PromptrailError
+from promptrail.runs import RunRequest, prune_worktrees, start_run
+from promptrail.workspace import Workspace
+
+async def go():
+    try:
+        run = await start_run(Workspace(sys.argv[1]), RunRequest(prompt="p", agent="replay", transcript=sys.argv[2],
+                                                                 mode="direct", replay_delay=0.3))
+    except PromptrailError as exc:
+        return {"refused": str(exc)}
+    return {"status": (await run.wait())["status"]}
+
+print(json.dumps(asyncio.run(go())))
+"""
+
+
+def test_two_processes_starting_direct_runs_at_once_get_one_run(repo, tmp_path):
+    transcripts = [write_transcript(tmp_path / f"{n}.jsonl", [Say("working"), Write(f"f{n}.py", "1\n")])
+                   for n in range(2)]
+    processes = [subprocess.Popen([sys.executable, "-c", SLOW_DIRECT_RUN, str(repo), str(t)], stdout=subprocess.PIPE,
+                                  text=True) for t in transcripts]
+    outcomes = sorted((json.loads(p.communicate(timeout=60)[0]) for p in processes), key=lambda o: "refused" in o)
+    (ran,) = Workspace(repo).store.list_runs()
+    assert outcomes == [{"status": "succeeded"}, {"refused": f"direct-mode run {ran['id']} is still working in "
+                                                             f"{repo}; wait for it (or cancel it), or use --mode "
+                                                             "isolated"}]
+
+
+def test_direct_mode_knows_the_agents_paths_through_dot_dot_and_symlinks(repo):
+    (repo / "sub").mkdir()
+    (repo / "sub" / "keep.py").write_text("0\n")
+    os.symlink("sub", repo / "link")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a folder and a link to it")
+    data = run_prompt(repo, [Write("sub/../top.py", "1\n"), Write("link/deep.py", "2\n")], mode="direct")
+    assert (data["status"], sorted(f["path"] for f in data["files"])) == ("succeeded", ["sub/deep.py", "top.py"])
+    assert not [e for e in Workspace(repo).store.log(data["id"]) if "changed during the run" in e["text"]]
+
+
+def test_direct_mode_does_not_call_your_own_further_edits_the_agents(repo, tmp_path):
+    (repo / "app.py").write_text("wip\n")  # yours, uncommitted, before the run
+    data = _direct_run_while_you_edit(repo, tmp_path, [Say("working"), Write("agent.py", "1\n"), Say("done")])
+    assert (data["status"], data["error"], [f["path"] for f in data["files"]]) == ("succeeded", None, ["agent.py"])
+    assert (repo / "app.py").read_text() == "mine\n"  # your later edit, untouched and uncommitted

@@ -639,3 +639,17 @@ def test_a_rollback_runs_files_are_sealed_too(repo):
                                     f"run {rolled['id']}: its changed files differ from the sealed run.committed "
                                     "event (sealed 1 file, found as many with different content)"}
     assert verify_table(repo) == "run_files"
+
+
+@pytest.mark.parametrize("sql, table, shown", [
+    ("INSERT INTO run_files (run_id, path, status, additions, deletions) VALUES ('ghost', 'x.py', 'added', 1, 0)",
+     "run_files", 'a file row names run "ghost"'),
+    ("INSERT INTO violations (run_id, rule_id, path, line, severity, message) VALUES (NULL, 'r', 'x.py', 1, 'error', "
+     "'forged')", "violations", "a violation row names run null"),
+])
+def test_rows_of_a_run_the_feed_never_started_fail_verify(checked, sql, table, shown):
+    repo = checked["repo"]
+    tamper(repo, sql)
+    assert verify_json(repo) == (1, {"ok": False, "checked": 4, "first_bad_seq": None,
+                                     "reason": f"{shown}, which the feed never started"})
+    assert verify_table(repo) == table

@@ -329,6 +329,8 @@ def verify_records(conn: sqlite3.Connection, checked: int) -> Verdict:
             digest = digests.get(run_id)
             if digest is not None:
                 digest.add(values)
+            elif run_id not in started:  # every run was announced, since the first feeds: a row of none was added
+                return broken(None, f"a {noun} row names run {_shown(run_id)}, which the feed never started", table)
         for run_id, (seq, kind, sealed) in sorted(sealed_runs.items(), key=lambda item: item[1][0]):
             found = digests[run_id].as_seal()
             if (sealed.get("count"), sealed.get("sha256")) != (found["count"], found["sha256"]):

@@ -79,6 +79,12 @@ def without_controls(text: str) -> str:
     return text.translate(_CONTROL_ESCAPES)
 
 
+def one_line(path: str) -> str:
+    """A file name kept on one line, a newline or tab in it shown as ``\\n`` / ``\\t`` (as git quotes
+    them): in a log line or a table, such a name could otherwise pass for another line or name."""
+    return path.replace("\n", "\\n").replace("\t", "\\t")
+
+
 def summarize(prompt: str, width: int = 72) -> str:
     """The prompt's first non-empty line, cut to ``width`` characters at a word boundary."""
     first = next((line.strip() for line in prompt.splitlines() if line.strip()), "(empty prompt)")

@@ -16,7 +16,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import git
 
@@ -194,6 +194,28 @@ class Repo:
             entry = _lock_registry.setdefault(str(lock_path), _ReentrantFileLock(lock_path))
         with entry:
             yield
+
+
+    def try_lock(self, name: str) -> IO[str] | None:
+        """The repository's lock file ``name``, locked for as long as the returned file stays open;
+        None when another thread or process holds it (``flock`` locks per open file, so both are
+        kept out; a process that dies lets go). The file holds what the holder wrote into it."""
+        folder = self.state_dir / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"{name}.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
+
+    def lock_holder(self, name: str) -> str:
+        """What the holder of lock file ``name`` wrote into it ("" if nothing)."""
+        try:
+            return (self.state_dir / "locks" / f"{name}.lock").read_text().strip()
+        except OSError:
+            return ""
 
 
 class _ReentrantFileLock:
