@@ -117,12 +117,17 @@ class RowsDigest:
         return {"count": self.count, "sha256": self._hash.hexdigest()}
 
 
-def seal_files(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+def _seal_rows(conn: sqlite3.Connection, table: str, columns: tuple[str, ...], order: str,
+               run_id: str) -> dict[str, Any]:
     digest = RowsDigest()
-    for values in conn.execute(f"SELECT {', '.join(SEALED_FILE_COLUMNS)} FROM run_files WHERE run_id = ? "
-                               "ORDER BY path", [run_id]):
+    for values in conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = ? ORDER BY {order}",
+                               [run_id]):
         digest.add(values)
     return digest.as_seal()
+
+
+def seal_files(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    return _seal_rows(conn, "run_files", SEALED_FILE_COLUMNS, "path", run_id)
 
 
 def seal_violations(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
@@ -132,11 +137,7 @@ def seal_violations(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
     transaction as the change, and ``verify`` compares the rows with the newest seal only. A seal
     per source would not notice a forged row of a source nobody sealed; the whole set is one
     hash over at most a few thousand rows, at each of a handful of events."""
-    digest = RowsDigest()
-    for values in conn.execute(f"SELECT {', '.join(SEALED_VIOLATION_COLUMNS)} FROM violations WHERE run_id = ? "
-                               "ORDER BY id", [run_id]):
-        digest.add(values)
-    return digest.as_seal()
+    return _seal_rows(conn, "violations", SEALED_VIOLATION_COLUMNS, "id", run_id)
 
 
 def seal_log(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
