@@ -30,7 +30,7 @@ from promptrail.errors import PromptrailError
 from promptrail.events import CommitLanded, EventSink, FanOut, RunOpened, RunStatus
 from promptrail.gitops import commit as gitcommit
 from promptrail.gitops import worktree
-from promptrail.gitops.repo import Identity
+from promptrail.gitops.repo import Identity, Repo
 from promptrail.logbook import LogBook
 from promptrail.redact import redact
 from promptrail.standards import run_check
@@ -444,7 +444,9 @@ def _conflict_message(paths: list[str], snapshot_ref: str | None) -> str:
             f"uncommitted: {_some_paths(paths, limit=len(paths))}{saved}")
 
 
-def _lock_working_tree(repo: Any, run_id: str) -> IO[str]:
+def _lock_working_tree(repo: Repo, run_id: str) -> IO[str]:
+    """Lock ``repo``'s working tree for direct-mode run ``run_id`` (its id written in the lock file,
+    so a refused run can name it), or refuse: another direct-mode run works there."""
     name = "direct-" + hashlib.sha256(str(repo.root).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     handle = repo.try_lock(name)
     if handle is None:
