@@ -69,7 +69,8 @@ class TerminalSink:
     escape sequences show as text instead of driving the terminal."""
 
     MARK = {"text": "│ ", "tool_use": "⚙ ", "tool_result": "  ↳ ", "system": "· ", "status": "· ",
-            "error": "✗ ", "warning": "⚠ ", "git": "⎇ ", "raw": "  ", "stderr": "! ", "check": "⚑ "}
+            "error": "✗ ", "warning": "⚠ ", "git": "⎇ ", "raw": "  ", "stderr": "! ", "check": "⚑ ",
+            "gate": "⚖ "}
 
     def __init__(self, quiet: bool = False, max_result_lines: int = 4) -> None:
         self.quiet, self.max_result_lines = quiet, max_result_lines

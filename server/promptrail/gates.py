@@ -65,7 +65,7 @@ class GatePolicy:
     allow_self_approval: bool = False
     checks: list[CheckSpec] = field(default_factory=list)
     block_on: list[str] = field(default_factory=lambda: ["error"])
-    source: str = "defaults"
+    source: str = "the defaults"
 
     def may_approve(self, email: str) -> bool:
         if email.count("@") != 1:  # `*@leads.example.com` must not match `x@evil.com?@leads.example.com`
@@ -143,7 +143,7 @@ def load_policy(repo: Repo, branch: str) -> GatePolicy:
             raise PromptrailError(f"the gate's target branch '{branch}' does not exist (a repository without "
                                   "commits has none yet); create it with a first commit, or set [gate] target "
                                   "in .promptrail.toml to an existing branch")
-        return GatePolicy(source="defaults")
+        return GatePolicy(source=f"the defaults ({branch} has no {REPO_CONFIG_NAME})")
     return parse_policy(shown.stdout, f"{branch}:{REPO_CONFIG_NAME}")
 
 
@@ -472,7 +472,7 @@ async def simulate(workspace: Workspace, run_ref: str, sink: EventSink | None = 
         log = LogBook(workspace.store, run["id"], fan, start_seq=last[-1]["seq"] if last else 0)
         try:
             if not policy.checks:
-                log.add("gate", f"no checks configured in {policy.source}; nothing to simulate")
+                log.add("gate", f"no [[gate.check]] in {policy.source}; nothing to simulate")
             with _scratch_worktree(workspace.repo, f"{run['id']}-checks", tip) as folder:
                 for spec in policy.checks:
                     log.add("gate", f"check '{spec.name}' on {tip[:12]}: $ {spec.run}")

@@ -192,7 +192,8 @@ def gate_state(state: Any) -> None:
         console.print(_text(f"  check {check['name']}: {check['status']} (exit {check['exit_code']}, "
                             f"{check['duration_ms']} ms)", style=style))
     if state.merge_blockers and state.status not in ("merged", "rolled_back"):
-        console.print(_text("cannot merge yet: " + "; ".join(state.merge_blockers)))
+        console.print(_text(("cannot merge: " if state.on_target else "cannot merge yet: ")
+                            + "; ".join(state.merge_blockers)))
     elif state.status not in ("merged", "rolled_back"):
         console.print(Text("ready to merge", style="green"))
 

@@ -633,3 +633,10 @@ def test_a_merged_run_cannot_be_merged_again_and_shows_it(repo, ran):
     state = gates.gate_state(ws, ws.store.get_run(ran["id"]))
     assert (state.status, state.can_merge, state.merge_blockers[0]) == ("merged", False, "already merged into main")
     assert queries.run_json(ws, ran["id"])["gate"]["can_merge"] is False
+
+
+def test_simulating_without_a_policy_says_where_checks_would_be(repo, ran):
+    ws = Workspace(repo)
+    asyncio.run(gates.simulate(ws, ran["id"]))
+    assert ws.store.log(ran["id"])[-1]["text"] == \
+        "no [[gate.check]] in the defaults (main has no .promptrail.toml); nothing to simulate"

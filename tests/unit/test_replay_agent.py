@@ -112,9 +112,12 @@ async def test_failed_edits_are_noted_and_the_replay_goes_on(tmp_path):
         "replay: Edit 'missing.txt' not applied: the file does not exist",
     ]
     # The recorded "ok" of an edit not made here is not passed on as a success.
-    not_made = "(recorded; not applied in this replay) ok"
     assert [(r.tool_use_id, r.content, r.is_error) for r in events if isinstance(r, ToolResult)] == [
-        ("e1", not_made, True), ("e2", not_made, True), ("e3", not_made, True), ("e4", "ok", False)]
+        ("e1", "not applied in this replay (old_string not found); the recording said: ok", True),
+        ("e2", "not applied in this replay (old_string occurs 2 times and replace_all is not set); the recording "
+               "said: ok", True),
+        ("e3", "not applied in this replay (the file does not exist); the recording said: ok", True),
+        ("e4", "ok", False)]
     assert (tmp_path / "a.txt").read_text() == "one 2 2\n"
     assert events[-1].is_error is False
 

@@ -77,10 +77,11 @@ class ReplayAgent(Agent):
                         use = pending.pop(event.tool_use_id)
                         refusal = None if event.is_error else await _apply(use, recorded_cwd, root)
                         if refusal:
+                            yield Raw(f"replay: {use.name} {use.input.get('file_path')!r} not applied: {refusal}",
+                                      stream=NOTE_STREAM)
                             # The recorded "updated successfully" is not true here: said as what it is.
-                            yield refusal
-                            event = ToolResult(event.tool_use_id, f"(recorded; not applied in this replay) "
-                                                                  f"{event.content}", is_error=True)
+                            event = ToolResult(event.tool_use_id, f"not applied in this replay ({refusal}); the "
+                                                                  f"recording said: {event.content}", is_error=True)
                     yield event
                     if isinstance(event, Started) and recorded_cwd is None:
                         recorded_cwd = event.cwd
@@ -101,12 +102,12 @@ class ReplayAgent(Agent):
 _CHUNK = 2000
 
 
-async def _apply(use: ToolUse, recorded_cwd: str | None, root: Path) -> Raw | None:
-    """Make a recorded file change; a note (not an exception) when it cannot be made."""
+async def _apply(use: ToolUse, recorded_cwd: str | None, root: Path) -> str | None:
+    """Make a recorded file change; why not (not an exception) when it cannot be made."""
     try:
         await asyncio.to_thread(apply_file_tool, use, recorded_cwd, root)
     except ReplayRefused as refusal:
-        return Raw(f"replay: {use.name} {use.input.get('file_path')!r} not applied: {refusal}", stream=NOTE_STREAM)
+        return str(refusal)
     return None
 
 
