@@ -421,7 +421,13 @@ def gate_simulate(run_ref: str, repo: str | None, as_json: bool) -> None:
     """Run the policy's checks on exactly the run's commit and store their results."""
     from promptrail import gates
 
-    state = asyncio.run(gates.simulate(_workspace(repo), run_ref, TerminalSink(quiet=as_json)))
+    try:
+        state = asyncio.run(gates.simulate(_workspace(repo), run_ref, TerminalSink(quiet=as_json)))
+    except KeyboardInterrupt:
+        cancelled = PromptrailError("the gate simulation was cancelled (Ctrl-C); its running check was ended, "
+                                    "and the checks that had finished are recorded")
+        cancelled.exit_code = 130
+        raise cancelled from None
     _print_gate(state, as_json)
     if any(c["status"] != "passed" for c in state.checks):
         sys.exit(1)

@@ -415,6 +415,9 @@ def sign_off(workspace: Workspace, run_ref: str, decision: str, *, comment: str 
         raise PromptrailError(refusal)
     expected = resolve_reviewed_sha(workspace.repo, reviewed_sha) if reviewed_sha else run["commit_sha"]
     tip = reviewed_tip(workspace.repo, run)
+    if tip != expected and run.get("mode") != "isolated":
+        raise PromptrailError(f"{expected[:12]} is not run {run['id']}'s commit; a direct-mode run is reviewed at "
+                              f"its own commit {tip[:12]} (sign off with --sha {tip[:12]}, or without --sha)")
     if tip != expected:
         raise PromptrailError(f"the run's branch {run['branch']} moved since it was opened for review "
                               f"(now at {tip[:12]}); review that commit and sign off with --sha {tip[:12]}")
@@ -483,7 +486,8 @@ async def simulate(workspace: Workspace, run_ref: str, sink: EventSink | None = 
         finally:
             await log.close()
     checks = {c["name"]: c["status"] for c in workspace.store.checks(run["id"]) if c["commit_sha"] == tip}
-    workspace.store.record_event("gate.simulated", run_id=run["id"], actor=str(actor),
+    # Seals the log as it now is: the checks' output appended to the finished run's is covered too.
+    workspace.store.record_event("gate.simulated", run_id=run["id"], actor=str(actor), seal="log",
                                  data={"sha": tip, "checks": checks})
     return _refresh(workspace, run["id"], fan)
 
@@ -513,14 +517,20 @@ async def run_check(spec: CheckSpec, folder: Path, log: Any) -> dict[str, Any]:
                 log.add("warning", output[-1])
 
     status = "passed"
+    both = asyncio.gather(pump(), process.wait())
+    # Read when cancelled: a gather cancelled from outside keeps a CancelledError nobody awaits.
+    both.add_done_callback(lambda future: future.cancelled() or future.exception())
     try:
-        await asyncio.wait_for(asyncio.gather(pump(), process.wait()), timeout=spec.timeout_s)
+        await asyncio.wait_for(both, timeout=spec.timeout_s)
     except asyncio.TimeoutError:
         status = "timed_out"
         output.append(f"[promptrail] timed out after {spec.timeout_s:g} s; the check was stopped")
         log.add("error", output[-1])
         # Also drops the pipes a process that escaped the group may hold, and reaps the shell.
         await end_group(process, grace=2.0)
+    except asyncio.CancelledError:  # Ctrl-C, or the server shutting down: no check is left running
+        await asyncio.shield(end_group(process, grace=2.0))
+        raise
     exit_code = process.returncode
     if status == "passed" and exit_code != 0:
         status = "failed"

@@ -548,6 +548,9 @@ async def start_run(workspace: Workspace, request: RunRequest, sink: EventSink |
     # Direct mode commits what changed in the working tree during the run: a second agent writing
     # there at the same time would have its files taken for the first one's. So one at a time per
     # working tree, under a lock file held until the run ends (a process that dies lets go of it).
+    if mode == "direct":
+        # A run whose process died may have left its agent writing here: settled (and ended) first.
+        await asyncio.to_thread(workspace.settle_interrupted_runs)
     tree_lock = _lock_working_tree(repo, run_id) if mode == "direct" else None
     row = {
         "id": run_id, "prompt": stored_prompt, "summary": gitcommit.summarize(stored_prompt),
@@ -604,9 +607,9 @@ def prune_worktrees(workspace: Workspace, *, force: bool = False, dry_run: bool 
             # A run that committed nothing kept its branch only for this worktree.
             if not row.get("commit_sha") and row.get("branch") and row.get("mode") == "isolated" \
                     and worktree.drop_unused_branch(repo, row["branch"], row.get("base_sha")):
-                workspace.store.update_run(row["id"], branch=None)
-                # The branch is a sealed field of the finished run: the change is recorded and sealed.
+                # The branch is a sealed field of the finished run: changed and sealed in one step.
                 workspace.store.record_event("run.pruned", run_id=row["id"], actor=None, seal="run",
-                                             data={"worktree": str(folder), "deleted_branch": row["branch"]})
+                                             data={"worktree": str(folder), "deleted_branch": row["branch"]},
+                                             run_fields={"branch": None})
         removed.append(entry)
     return {"removed": removed, "kept": kept}

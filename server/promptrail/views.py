@@ -166,7 +166,7 @@ def _feed_value(value: Any, limit: int = 60) -> str:
     elif isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value):
         return value[:12]
     else:
-        text = str(value)
+        text = one_line(str(value))  # a newline in a prompt or file name would start a false row
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

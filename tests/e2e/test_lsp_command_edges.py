@@ -152,3 +152,19 @@ def test_a_request_without_params_reaches_its_handler(lsp_folders: LspFolders):
     finally:
         client.close()
     assert answer["result"]["groups"] == [] and answer["result"]["by"] == "day", answer
+
+
+def test_command_arguments_that_are_a_string_are_refused(lsp_folders: LspFolders):
+    client = RawClient()
+    try:
+        client.send({"id": 1, "method": "initialize", "params": {
+            "processId": None, "rootUri": lsp_folders.uri(lsp_folders.repo), "capabilities": {}}})
+        client.answer_to(1)
+        client.send({"method": "initialized", "params": {}})
+        client.send({"id": 2, "method": "workspace/executeCommand",
+                     "params": {"command": "promptrail.runPrompt", "arguments": "fix"}})
+        answer = client.answer_to(2)
+    finally:
+        client.close()
+    assert answer["error"] == {"code": -32602, "message": "arguments must be a list, not a string"}
+    assert cli_json(lsp_folders.repo, "history") == []  # no run with prompt 'f' and agent 'i'

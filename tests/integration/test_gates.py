@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -640,3 +643,41 @@ def test_simulating_without_a_policy_says_where_checks_would_be(repo, ran):
     asyncio.run(gates.simulate(ws, ran["id"]))
     assert ws.store.log(ran["id"])[-1]["text"] == \
         "no [[gate.check]] in the defaults (main has no .promptrail.toml); nothing to simulate"
+
+
+def test_ctrl_c_of_a_simulation_ends_its_check_and_says_so_in_one_line(repo, ran):
+    commit_policy(repo, '[gate]\n[[gate.check]]\nname = "slow"\nrun = "sleep 60"\n')
+    simulation = subprocess.Popen([sys.executable, "-m", "promptrail", "gate", "simulate", ran["id"]], cwd=repo,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = Workspace(repo).store.log
+    deadline = time.monotonic() + 20
+    while not log(ran["id"])[-1]["text"].startswith("check 'slow' on "):
+        assert time.monotonic() < deadline, "the check did not start"
+        time.sleep(0.05)
+    os.killpg(simulation.pid, signal.SIGINT)
+    _, err = simulation.communicate(timeout=30)
+    assert (simulation.returncode, err) == (130, "promptrail: error: the gate simulation was cancelled (Ctrl-C); its "
+                                                 "running check was ended, and the checks that had finished are "
+                                                 "recorded\n")
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and _cmdline(pid) == b"sleep\x0060\x00"]
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
+
+
+def test_a_direct_runs_sign_off_on_another_commit_names_the_runs_own(repo):
+    data = run_prompt(repo, [Write("feature.py", "1\n")], mode="direct")
+    (repo / "later.py").write_text("2\n")
+    git(repo, "add", "later.py")
+    git(repo, "commit", "-qm", "later")
+    later = git(repo, "rev-parse", "HEAD").strip()
+    as_user(repo, "lead@example.com")
+    with pytest.raises(PromptrailError) as excinfo:
+        gates.sign_off(Workspace(repo), data["id"], "approve", reviewed_sha=later)
+    sha = data["commit_sha"][:12]
+    assert str(excinfo.value) == (f"{later[:12]} is not run {data['id']}'s commit; a direct-mode run is reviewed at "
+                                  f"its own commit {sha} (sign off with --sha {sha}, or without --sha)")

@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -415,12 +416,14 @@ def test_files_gitignore_excludes_are_named_and_kept_in_the_worktree(tmp_path):
 
 
 SLOW_DIRECT_RUN = """
-import asyncio, json, sys
+import asyncio, json, os, sys, time
 from promptrail.errors import PromptrailError
-from promptrail.runs import RunRequest, prune_worktrees, start_run
+from promptrail.runs import RunRequest, start_run
 from promptrail.workspace import Workspace
 
 async def go():
+    while not os.path.exists(sys.argv[3]):  # both processes start their run at the same moment
+        time.sleep(0.005)
     try:
         run = await start_run(Workspace(sys.argv[1]), RunRequest(prompt="p", agent="replay", transcript=sys.argv[2],
                                                                  mode="direct", replay_delay=0.3))
@@ -433,10 +436,13 @@ print(json.dumps(asyncio.run(go())))
 
 
 def test_two_processes_starting_direct_runs_at_once_get_one_run(repo, tmp_path):
-    transcripts = [write_transcript(tmp_path / f"{n}.jsonl", [Say("working"), Write(f"f{n}.py", "1\n")])
+    transcripts = [write_transcript(tmp_path / f"{n}.jsonl", [Say("working")] * 5 + [Write(f"f{n}.py", "1\n")])
                    for n in range(2)]
-    processes = [subprocess.Popen([sys.executable, "-c", SLOW_DIRECT_RUN, str(repo), str(t)], stdout=subprocess.PIPE,
-                                  text=True) for t in transcripts]
+    go = tmp_path / "go"
+    processes = [subprocess.Popen([sys.executable, "-c", SLOW_DIRECT_RUN, str(repo), str(t), str(go)],
+                                  stdout=subprocess.PIPE, text=True) for t in transcripts]
+    time.sleep(1.0)  # both have imported promptrail and wait
+    go.touch()
     outcomes = sorted((json.loads(p.communicate(timeout=60)[0]) for p in processes), key=lambda o: "refused" in o)
     (ran,) = Workspace(repo).store.list_runs()
     assert outcomes == [{"status": "succeeded"}, {"refused": f"direct-mode run {ran['id']} is still working in "
@@ -460,3 +466,29 @@ def test_direct_mode_does_not_call_your_own_further_edits_the_agents(repo, tmp_p
     data = _direct_run_while_you_edit(repo, tmp_path, [Say("working"), Write("agent.py", "1\n"), Say("done")])
     assert (data["status"], data["error"], [f["path"] for f in data["files"]]) == ("succeeded", None, ["agent.py"])
     assert (repo / "app.py").read_text() == "mine\n"  # your later edit, untouched and uncommitted
+
+
+def test_a_locks_folder_that_cannot_be_used_is_one_clear_error(repo):
+    Workspace(repo)  # makes .git/promptrail
+    (repo / ".git" / "promptrail" / "locks").write_text("not a folder\n")
+    with pytest.raises(PromptrailError) as excinfo:
+        run_prompt(repo, [Write("x.py", "1\n")], mode="direct")
+    folder = repo / ".git" / "promptrail" / "locks"
+    assert str(excinfo.value).startswith(f"cannot use the lock file {folder}/direct-")
+    assert str(excinfo.value).endswith(f".lock: File exists; check that {folder} is writable")
+    assert Workspace(repo).store.list_runs() == []  # refused before any run row
+
+
+def test_a_direct_run_first_settles_a_dead_run_of_a_workspace_opened_long_ago(repo):
+    ws = Workspace(repo)  # a language server opens it once and keeps it
+    ws.store.insert_run({"id": "deadbeef0002", "prompt": "p", "status": "running", "pid": 2 ** 22 + 9,
+                         "host": __import__("socket").gethostname(), "started_at": "2026-01-01T00:00:00Z",
+                         "agent": "replay", "mode": "direct", "model": None, "base_sha": None}, event_actor=None)
+    transcript = write_transcript(repo.parent / "t-settle.jsonl", [Write("x.py", "1\n")])
+
+    async def go():
+        run = await start_run(ws, RunRequest(prompt="p", agent="replay", transcript=str(transcript), mode="direct"))
+        return await run.wait()
+
+    assert asyncio.run(go())["status"] == "succeeded"
+    assert ws.store.get_run("deadbeef0002")["status"] == "interrupted"

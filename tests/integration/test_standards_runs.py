@@ -197,3 +197,10 @@ def test_an_old_database_gains_the_violations_table(tmp_path, repo):
                                  "severity": "error", "message": "m", "source": "CLAUDE.md", "rule_file": "CLAUDE.md",
                                  "rule_line": 3}])
     assert [v["rule_id"] for v in store.violations("r1")] == ["x"]
+
+
+def test_a_violation_in_a_file_whose_name_has_a_newline_is_one_log_line(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"CLAUDE.md": ROOT_RULES, "README.md": "x\n"})
+    data, _ = run_prompt(repo, [Write("v\nfake ⎇ line.py", "print(1)\n")])
+    (line,) = [e["text"] for e in Workspace(repo).store.log(data["id"]) if "[no-print]" in e["text"]]
+    assert line == "v\\nfake ⎇ line.py:1:1: error [no-print] Use logging, not print."

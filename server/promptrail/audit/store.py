@@ -515,18 +515,23 @@ class AuditStore:
 
     # -- feed -----------------------------------------------------------------------------
     def record_event(self, kind: str, *, run_id: str | None, actor: str | None,
-                     data: dict[str, Any], ts: str | None = None, seal: str | None = None) -> dict[str, Any]:
+                     data: dict[str, Any], ts: str | None = None, seal: str | None = None,
+                     run_fields: dict[str, Any] | None = None) -> dict[str, Any]:
         """Append an event to the feed. ``seal`` binds rows of other tables to it, read in the same
         transaction (``data["seal"]``, checked by ``verify``): ``"run"`` the run's key fields and
         log (a run's final event; also its files and violations, unless an earlier event sealed
         them), ``"log"`` the log alone, ``"files"`` the run's changed files, ``"violations"`` all its
         violations, ``"signoff"`` the sign-off row this ``gate.approved``/``gate.rejected`` event
-        (``data["sha"]``) announces. ``IMPLIED_SEALS`` names the events that seal without being asked."""
+        (``data["sha"]``) announces. ``IMPLIED_SEALS`` names the events that seal without being asked.
+        ``run_fields``: columns of ``run_id``'s row set in the same transaction, before the seal
+        reads them (a sealed field that changes, and the event that seals the change, land together)."""
         if seal is None and run_id is not None:
             seal = IMPLIED_SEALS.get(kind)
         if seal is not None and (seal not in SEALS or run_id is None):
             raise ValueError(f"cannot seal {seal!r} of run {run_id!r}")
         with self._write() as conn:
+            if run_fields:
+                self.db["runs"].update(run_id, storable_values(run_fields))
             if seal is not None:
                 seals: dict[str, Any] = {}
                 if seal == "run":

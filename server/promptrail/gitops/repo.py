@@ -201,8 +201,12 @@ class Repo:
         None when another thread or process holds it (``flock`` locks per open file, so both are
         kept out; a process that dies lets go). The file holds what the holder wrote into it."""
         folder = self.state_dir / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / f"{name}.lock", "a+")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / f"{name}.lock", "a+")
+        except OSError as exc:
+            raise PromptrailError(f"cannot use the lock file {folder / f'{name}.lock'}: {exc.strerror or exc}; "
+                                  f"check that {folder} is writable") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

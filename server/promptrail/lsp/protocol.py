@@ -21,6 +21,8 @@ waiting for, and what must never become a popup.
 - ``$/cancelRequest`` ids are remembered (``withdrawn``): pygls answers a withdrawn
   ``workspace/executeCommand`` "canceled" but lets the command itself run on, so a command that
   starts something (``promptrail.runPrompt``) asks whether its request was withdrawn.
+- ``workspace/executeCommand`` with ``arguments`` a string is answered ``InvalidParams``; pygls
+  would pass the command one argument per character.
 - ``JsonReady`` params are sent as they are. pygls' converter walks every value of a plain dict;
   for a batch of a few hundred log entries that walk cost more than the rest of a run's stream.
 """
@@ -34,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest, JsonRpcServerNotInitialized
+from pygls.exceptions import (JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest,
+                              JsonRpcServerNotInitialized)
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
@@ -80,6 +83,11 @@ class PromptrailProtocol(LanguageServerProtocol):
             return _HANDLED
         if is_message and "id" in data and "params" not in data:
             data = {**data, "params": None}
+        if is_message and "id" in data and data["method"] == types.WORKSPACE_EXECUTE_COMMAND \
+                and isinstance(data.get("params"), dict) and isinstance(data["params"].get("arguments"), str):
+            # pygls would hand the string over one character per argument ("fix" ran agent 'i').
+            self._send_error(data["id"], JsonRpcInvalidParams("arguments must be a list, not a string"))
+            return _HANDLED
         try:
             return super().structure_message(data)
         except JsonRpcException as error:

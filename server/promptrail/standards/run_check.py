@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
+from promptrail.gitops.commit import one_line
 from promptrail.redact import redact
 from promptrail.standards.check import SOURCE, RunCheck, Violation, check_commit
 
@@ -36,8 +37,8 @@ def _store(workspace: Any, run_id: str, actor: str | None, base_sha: str | None,
 def describe(violation: Violation | Mapping[str, Any]) -> str:
     """``path:line:col: severity [rule-id] message`` (col 1-based), as ``promptrail check`` prints."""
     data = violation if isinstance(violation, Mapping) else violation.as_dict()
-    return (f"{data['path']}:{data['line']}:{data['start_col'] + 1}: {data['severity']} [{data['rule_id']}] "
-            f"{data['message']}")
+    return (f"{one_line(data['path'])}:{data['line']}:{data['start_col'] + 1}: {data['severity']} "
+            f"[{data['rule_id']}] {data['message']}")
 
 
 async def check_run(workspace: Any, run_id: str, *, base_sha: str | None, commit_sha: str,
