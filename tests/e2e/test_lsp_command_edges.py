@@ -63,7 +63,20 @@ async def test_a_simulation_that_cannot_start_leaves_the_runs_status_alone(lsp: 
         ("running", False), ("committing", False), ("no_changes", True)]
 
 
-def test_a_withdrawn_run_prompt_leaves_no_run_working(lsp_folders: LspFolders, tmp_path):
+@pytest.fixture
+def raw(lsp_folders: LspFolders):
+    """A new server, initialized over raw JSON-RPC with the repository as its one folder."""
+    client = RawClient()
+    uri = lsp_folders.uri(lsp_folders.repo)
+    client.send({"id": 1, "method": "initialize", "params": {
+        "processId": None, "rootUri": uri, "capabilities": {}, "workspaceFolders": [{"uri": uri, "name": "project"}]}})
+    client.answer_to(1)
+    client.send({"method": "initialized", "params": {}})
+    yield client
+    client.close()
+
+
+def test_a_withdrawn_run_prompt_leaves_no_run_working(raw: RawClient, lsp_folders: LspFolders, tmp_path):
     """runPrompt and its $/cancelRequest right after it, as the first request of a new server: the
     cancel reaches the server while the run is being started, and the request is answered
     "canceled", so the client never learns a run id. Such a run must not go on unseen: it is
@@ -71,29 +84,20 @@ def test_a_withdrawn_run_prompt_leaves_no_run_working(lsp_folders: LspFolders, t
     repo = lsp_folders.repo
     transcript = write_transcript(tmp_path / "slow.jsonl", [Say(f"step {n}") for n in range(20)] + [
         Write("late.py", "1\n")])
-    client = RawClient()
-    try:
-        client.send({"id": 1, "method": "initialize", "params": {
-            "processId": None, "rootUri": lsp_folders.uri(repo), "capabilities": {},
-            "workspaceFolders": [{"uri": lsp_folders.uri(repo), "name": "project"}]}})
-        client.answer_to(1)
-        client.send({"method": "initialized", "params": {}})
-        client.send({"id": 2, "method": "workspace/executeCommand", "params": {
-            "command": "promptrail.runPrompt", "arguments": [{"prompt": "withdrawn", "agent": "replay",
-                                                              "transcript": str(transcript), "replayDelay": 0.3}]}})
-        client.send({"method": "$/cancelRequest", "params": {"id": 2}})
-        answer = client.answer_to(2)
-        assert answer["error"]["code"] == -32800, answer
+    raw.send({"id": 2, "method": "workspace/executeCommand", "params": {
+        "command": "promptrail.runPrompt", "arguments": [{"prompt": "withdrawn", "agent": "replay",
+                                                          "transcript": str(transcript), "replayDelay": 0.3}]}})
+    raw.send({"method": "$/cancelRequest", "params": {"id": 2}})
+    answer = raw.answer_to(2)
+    assert answer["error"]["code"] == -32800, answer
 
-        def settled() -> bool:
-            return all(run["status"] not in ("queued", "running", "committing") for run in cli_json(repo, "history"))
+    def settled() -> bool:
+        return all(run["status"] not in ("queued", "running", "committing") for run in cli_json(repo, "history"))
 
-        deadline = time.monotonic() + 20
-        while not settled():
-            assert time.monotonic() < deadline, "the withdrawn run did not end"
-            time.sleep(0.1)
-    finally:
-        client.close()
+    deadline = time.monotonic() + 20
+    while not settled():
+        assert time.monotonic() < deadline, "the withdrawn run did not end"
+        time.sleep(0.1)
     (run,) = cli_json(repo, "history")
     assert (run["status"], run["commit_sha"]) == ("cancelled", None)
     assert not (repo / "late.py").exists()
@@ -139,32 +143,16 @@ async def test_forged_lens_data_and_text_are_answered_not_crashed_on(lsp: Langua
         await execute(lsp, "promptrail.history", {"search": "a\udc80"})
 
 
-def test_a_request_without_params_reaches_its_handler(lsp_folders: LspFolders):
+def test_a_request_without_params_reaches_its_handler(raw: RawClient):
     """JSON-RPC lets a request leave ``params`` out; promptrail/costs takes only optional ones."""
-    client = RawClient()
-    try:
-        client.send({"id": 1, "method": "initialize", "params": {
-            "processId": None, "rootUri": lsp_folders.uri(lsp_folders.repo), "capabilities": {}}})
-        client.answer_to(1)
-        client.send({"method": "initialized", "params": {}})
-        client.send({"id": 2, "method": "promptrail/costs"})
-        answer = client.answer_to(2)
-    finally:
-        client.close()
+    raw.send({"id": 2, "method": "promptrail/costs"})
+    answer = raw.answer_to(2)
     assert answer["result"]["groups"] == [] and answer["result"]["by"] == "day", answer
 
 
-def test_command_arguments_that_are_a_string_are_refused(lsp_folders: LspFolders):
-    client = RawClient()
-    try:
-        client.send({"id": 1, "method": "initialize", "params": {
-            "processId": None, "rootUri": lsp_folders.uri(lsp_folders.repo), "capabilities": {}}})
-        client.answer_to(1)
-        client.send({"method": "initialized", "params": {}})
-        client.send({"id": 2, "method": "workspace/executeCommand",
-                     "params": {"command": "promptrail.runPrompt", "arguments": "fix"}})
-        answer = client.answer_to(2)
-    finally:
-        client.close()
+def test_command_arguments_that_are_a_string_are_refused(raw: RawClient, lsp_folders: LspFolders):
+    raw.send({"id": 2, "method": "workspace/executeCommand",
+              "params": {"command": "promptrail.runPrompt", "arguments": "fix"}})
+    answer = raw.answer_to(2)
     assert answer["error"] == {"code": -32602, "message": "arguments must be a list, not a string"}
     assert cli_json(lsp_folders.repo, "history") == []  # no run with prompt 'f' and agent 'i'
