@@ -234,9 +234,9 @@ def _violation_text(v: dict[str, Any]) -> str:
 def check_report(report: Any) -> list[str]:
     """``promptrail check`` as plain lines: CLAUDE.md problems, violations, then a summary.
     Columns are 1-based for people and editors (``path:line:col``)."""
-    lines = [f"{one_line_path(p.path)}:{p.line}:{p.start_col + 1}: {p.severity} [{p.code}] {p.message}"
+    lines = [f"{one_line(p.path)}:{p.line}:{p.start_col + 1}: {p.severity} [{p.code}] {p.message}"
              for p in report.problems]
-    lines += [f"{one_line_path(v.path)}:{v.line}:{v.start_col + 1}: {v.severity} [{v.rule_id}] {v.message}"
+    lines += [f"{one_line(v.path)}:{v.line}:{v.start_col + 1}: {v.severity} [{v.rule_id}] {v.message}"
               for v in report.violations]
     counts: dict[str, int] = {}
     for v in report.violations:
